@@ -1,0 +1,1 @@
+"""LLM post-training: models, tasks, fine-tuning, merging and data selection."""

@@ -1,0 +1,1 @@
+"""Recommendation: data, models, training, evaluation, methods and analysis."""

@@ -1,0 +1,1 @@
+"""Virtual screening: protein and ligand data, encoders, S²Drug, metrics."""
