@@ -16,6 +16,8 @@ log = logging.getLogger(__name__)
 #: (domain, module with ``run_demo(out: Path) -> dict[str, str]``).
 DEMOS = (
     ("rec", "tamis.recsys.demo"),
+    ("rec-collab", "tamis.recsys.analysis.demo"),
+    ("rec-sracl", "tamis.recsys.methods.demo"),
     ("llm", "tamis.llm.demo"),
     ("screen", "tamis.screening.demo"),
 )
@@ -42,7 +44,15 @@ def run_demo(out: Path, only: tuple[str, ...] | None = None) -> dict[str, Any]:
         start = time.perf_counter()
         log.info("demo: %s", domain)
         try:
-            outputs = importlib.import_module(module).run_demo(out / domain)
+            demo_module = importlib.import_module(module)
+        except ModuleNotFoundError as err:
+            if err.name is None or not module.startswith(err.name):
+                raise
+            log.warning("demo %s skipped: %s is not installed", domain, module)
+            summary[domain] = {"status": "skipped", "seconds": 0.0, "outputs": {}}
+            continue
+        try:
+            outputs = demo_module.run_demo(out / domain)
             status = "ok"
         except Exception:
             log.error("demo %s failed:\n%s", domain, traceback.format_exc())

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import re
 import types
 import typing
 from collections.abc import Callable, Iterable, Mapping
@@ -42,6 +43,7 @@ __all__ = [
 T = TypeVar("T")
 _MISSING = dataclasses.MISSING
 _KINDS: dict[str, type] = {}
+_FLOAT_RE = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
 #: Modules that register the shipped config kinds; imported on demand.
 DOMAIN_MODULES = ("tamis.recsys.config", "tamis.llm.config", "tamis.screening.config")
 
@@ -200,6 +202,9 @@ def _convert(value: Any, tp: Any, key: str) -> Any:
             raise ConfigError(f"{key}: got {value!r}, expected an integer")
         return value
     if tp is float:
+        if isinstance(value, str) and _FLOAT_RE.match(value.strip()):
+            # PyYAML (YAML 1.1) reads exponents without a dot, like 3e-4, as str.
+            return float(value)
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ConfigError(f"{key}: got {value!r}, expected a number")
         return float(value)
