@@ -1,0 +1,256 @@
+"""Lazy safetensors reading and a streaming, sharded safetensors writer.
+
+The reader opens a file with ``safetensors.safe_open`` for each read and closes
+it again, so the pages of memory-mapped inputs do not pile up in the process.
+The writer lays out every shard's header from the tensor shapes in advance and
+then writes each block of rows at its final byte offset, so an output tensor
+never has to exist whole in memory.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+
+from tamis.core.io import atomic_write_json, fsync_dir
+
+__all__ = [
+    "SafetensorsSource",
+    "ShardedWriter",
+    "TensorSpec",
+    "weight_files",
+    "copy_non_weight_files",
+]
+
+INDEX = "model.safetensors.index.json"
+SINGLE = "model.safetensors"
+
+_DTYPES = {
+    "F64": torch.float64,
+    "F32": torch.float32,
+    "F16": torch.float16,
+    "BF16": torch.bfloat16,
+    "I64": torch.int64,
+    "I32": torch.int32,
+    "I16": torch.int16,
+    "I8": torch.int8,
+    "U8": torch.uint8,
+    "BOOL": torch.bool,
+}
+_NAMES = {v: k for k, v in _DTYPES.items()}
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    """safetensors' name of a torch dtype (``F16``, ``BF16``, ...)."""
+    if dtype not in _NAMES:
+        raise ValueError(f"dtype {dtype} is not supported by the merge engine")
+    return _NAMES[dtype]
+
+
+def weight_files(model_dir: str | Path) -> list[Path]:
+    """The safetensors files of a Hugging Face model directory.
+
+    Raises:
+        FileNotFoundError: If the directory or its weights are missing.
+        ValueError: If the shard index is malformed or names a missing file.
+    """
+    model_dir = Path(model_dir)
+    if not model_dir.is_dir():
+        raise FileNotFoundError(f"{model_dir}: model directory not found")
+    index = model_dir / INDEX
+    if index.is_file():
+        try:
+            weight_map = json.loads(index.read_text())["weight_map"]
+        except (json.JSONDecodeError, KeyError, TypeError) as err:
+            raise ValueError(f"{index}: malformed shard index ({err})") from None
+        files = [model_dir / f for f in sorted(set(weight_map.values()))]
+        missing = [str(f) for f in files if not f.is_file()]
+        if missing:
+            raise FileNotFoundError(f"{index}: names missing shard {missing[0]}")
+        return files
+    if (model_dir / SINGLE).is_file():
+        return [model_dir / SINGLE]
+    files = sorted(model_dir.glob("*.safetensors"))
+    if not files:
+        raise FileNotFoundError(
+            f"{model_dir}: no safetensors weights (expected {SINGLE} or {INDEX})"
+        )
+    return files
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """Name, shape and dtype of one tensor."""
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: torch.dtype
+
+    @property
+    def numel(self) -> int:
+        return math.prod(self.shape)
+
+    @property
+    def nbytes(self) -> int:
+        return self.numel * torch.empty((), dtype=self.dtype).element_size()
+
+
+class SafetensorsSource:
+    """Read tensors, or blocks of their rows, from a model directory on demand.
+
+    Args:
+        model_dir: A directory with ``model.safetensors`` or sharded files.
+
+    Raises:
+        FileNotFoundError: If the weights are missing.
+        ValueError: If a file is not a readable safetensors file.
+    """
+
+    def __init__(self, model_dir: str | Path) -> None:
+        self.model_dir = Path(model_dir)
+        self._file: dict[str, Path] = {}
+        self.specs: dict[str, TensorSpec] = {}
+        for path in weight_files(self.model_dir):
+            try:
+                with safe_open(str(path), framework="pt") as fh:
+                    for name in fh.keys():  # noqa: SIM118 - safe_open is no dict
+                        sl = fh.get_slice(name)
+                        dtype = _DTYPES.get(sl.get_dtype())
+                        if dtype is None:
+                            raise ValueError(
+                                f"{path}: {name}: unsupported dtype {sl.get_dtype()}"
+                            )
+                        self.specs[name] = TensorSpec(
+                            name, tuple(sl.get_shape()), dtype
+                        )
+                        self._file[name] = path
+            except ValueError:
+                raise
+            except Exception as err:  # safetensors raises its own error types
+                raise ValueError(
+                    f"{path}: not a readable safetensors file: {err}"
+                ) from None
+
+    def names(self) -> list[str]:
+        """Tensor names in file order, then name order."""
+        return sorted(self.specs, key=lambda n: (str(self._file[n]), n))
+
+    def read(self, name: str, rows: tuple[int, int] | None = None) -> torch.Tensor:
+        """The tensor ``name`` (or rows ``[r0, r1)`` of it) in its stored dtype."""
+        if name not in self.specs:
+            raise KeyError(f"{self.model_dir}: has no tensor {name!r}")
+        with safe_open(str(self._file[name]), framework="pt") as fh:
+            if rows is None or not self.specs[name].shape:
+                return fh.get_tensor(name)
+            return fh.get_slice(name)[rows[0] : rows[1]]
+
+
+class ShardedWriter:
+    """Write a model's tensors into pre-laid-out safetensors shards.
+
+    Args:
+        out_dir: Directory receiving the shards (created).
+        specs: Output tensors in write order.
+        max_shard_bytes: Largest shard size; a tensor larger than this gets a
+            shard of its own.
+    """
+
+    def __init__(
+        self, out_dir: str | Path, specs: Sequence[TensorSpec], max_shard_bytes: int
+    ) -> None:
+        self.out_dir = Path(out_dir)
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+
+        # Assign tensors to shards in order.
+        shards: list[list[TensorSpec]] = [[]]
+        size = 0
+        for spec in specs:
+            if shards[-1] and size + spec.nbytes > max_shard_bytes:
+                shards.append([])
+                size = 0
+            shards[-1].append(spec)
+            size += spec.nbytes
+        n = len(shards)
+        names = (
+            [SINGLE]
+            if n == 1
+            else [f"model-{i + 1:05d}-of-{n:05d}.safetensors" for i in range(n)]
+        )
+
+        # Write each shard's header now; data offsets are then fixed.
+        self._where: dict[str, tuple[int, int, TensorSpec]] = {}  # fd, start, spec
+        self._fds: list[int] = []
+        self.files = [self.out_dir / name for name in names]
+        for path, shard in zip(self.files, shards, strict=True):
+            header: dict[str, object] = {"__metadata__": {"format": "pt"}}
+            offset = 0
+            for spec in shard:
+                header[spec.name] = {
+                    "dtype": dtype_name(spec.dtype),
+                    "shape": list(spec.shape),
+                    "data_offsets": [offset, offset + spec.nbytes],
+                }
+                offset += spec.nbytes
+            raw = json.dumps(header, separators=(",", ":")).encode()
+            raw += b" " * (-len(raw) % 8)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+            os.pwrite(fd, len(raw).to_bytes(8, "little") + raw, 0)
+            os.ftruncate(fd, 8 + len(raw) + offset)
+            self._fds.append(fd)
+            start = 8 + len(raw)
+            for spec in shard:
+                self._where[spec.name] = (fd, start, spec)
+                start += spec.nbytes
+        self._weight_map = {
+            spec.name: path.name
+            for path, shard in zip(self.files, shards, strict=True)
+            for spec in shard
+        }
+
+    def write(self, name: str, block: torch.Tensor, first_row: int = 0) -> None:
+        """Write ``block`` (rows ``first_row ..`` of tensor ``name``) in place."""
+        fd, start, spec = self._where[name]
+        if block.dtype != spec.dtype:
+            raise ValueError(
+                f"{name}: block dtype {block.dtype}, expected {spec.dtype}"
+            )
+        row_bytes = spec.nbytes // spec.shape[0] if spec.shape else spec.nbytes
+        data = block.contiguous().reshape(-1).view(torch.uint8).numpy()
+        os.pwrite(fd, memoryview(data), start + first_row * row_bytes)
+
+    def close(self) -> None:
+        """Flush the shards to disk and write the index for sharded output."""
+        for fd in self._fds:
+            os.fsync(fd)
+            os.close(fd)
+        self._fds = []
+        if len(self.files) > 1:
+            total = sum(s.nbytes for _, _, s in self._where.values())
+            atomic_write_json(
+                self.out_dir / INDEX,
+                {"metadata": {"total_size": total}, "weight_map": self._weight_map},
+            )
+        fsync_dir(self.out_dir)
+
+
+def copy_non_weight_files(src: str | Path, dst: str | Path) -> list[str]:
+    """Copy config, tokenizer and other small files (not the weights).
+
+    Returns:
+        Names of the copied files.
+    """
+    copied = []
+    for path in sorted(Path(src).iterdir()):
+        skip = path.suffix in {".safetensors", ".bin", ".pt", ".gguf"}
+        if path.is_file() and not skip and path.name != INDEX:
+            shutil.copy2(path, Path(dst) / path.name)
+            copied.append(path.name)
+    return copied

@@ -1,0 +1,186 @@
+"""TIES-Merging: trim, elect sign, disjoint merge.
+
+Reference: Yadav et al., *TIES-Merging: Resolving Interference When Merging
+Models*, NeurIPS 2023, arXiv:2306.01708.
+
+The magnitude threshold of each task vector is its k-th largest absolute value,
+found by selection (``torch.kthvalue``, linear time) rather than a full sort; for
+tensors streamed in blocks, an exact two-pass radix selection over the float32
+bit patterns gives the same value without holding the tensor.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import torch
+
+from tamis.llm.merging.base import MERGE_METHODS, MergeMethod, MergeParams
+
+__all__ = [
+    "keep_count",
+    "magnitude_threshold",
+    "magnitude_threshold_blocks",
+    "ties_merge",
+    "trim",
+]
+
+
+def keep_count(numel: int, density: float) -> int:
+    """Number of entries TIES keeps: ``int(density * numel)``."""
+    if not 0.0 <= density <= 1.0:
+        raise ValueError(f"density: got {density}, expected a value in [0, 1]")
+    return int(density * numel)
+
+
+def magnitude_threshold(task_vector: torch.Tensor, density: float) -> float:
+    """The k-th largest ``|delta|`` with ``k = int(density * numel)``.
+
+    Entries with ``|delta| >= threshold`` are kept. Returns ``inf`` when k is 0.
+    """
+    n = task_vector.numel()
+    k = keep_count(n, density)
+    if k == 0:
+        return float("inf")
+    magnitude = task_vector.detach().abs().flatten().to(torch.float32)
+    # k-th largest == (n - k + 1)-th smallest; kthvalue is a selection, O(n).
+    return float(torch.kthvalue(magnitude, n - k + 1).values)
+
+
+def _kth_largest_in_bins(hist: torch.Tensor, k: int) -> tuple[int, int]:
+    # Bin holding the k-th largest element and the rank inside that bin.
+    above = torch.flip(torch.cumsum(torch.flip(hist, [0]), 0), [0])  # count >= bin
+    b = int(torch.nonzero(above >= k).max())
+    higher = int(above[b + 1]) if b + 1 < hist.numel() else 0
+    return b, k - higher
+
+
+def magnitude_threshold_blocks(
+    blocks: Callable[[], Iterable[torch.Tensor]], numel: int, density: float
+) -> float:
+    """Same value as :func:`magnitude_threshold`, from blocks of the tensor.
+
+    Non-negative float32 values order like their int32 bit patterns, so two
+    histogram passes (high 16 bits, then low 16 bits inside the chosen bin)
+    find the exact k-th largest with memory independent of the tensor size.
+
+    Args:
+        blocks: Callable returning a fresh iterator over fp32 blocks of the task
+            vector (any shapes; together exactly its elements).
+        numel: Total number of elements.
+        density: Fraction kept.
+    """
+    k = keep_count(numel, density)
+    if k == 0:
+        return float("inf")
+
+    # Pass 1: histogram of the high 16 bits of |delta| (sign bit is always 0).
+    high = torch.zeros(1 << 15, dtype=torch.int64)
+    for block in blocks():
+        bits = block.abs().flatten().view(torch.int32)
+        high += torch.bincount(bits >> 16, minlength=1 << 15)
+    hb, rank = _kth_largest_in_bins(high, k)
+
+    # Pass 2: low 16 bits of the entries in that bin.
+    low = torch.zeros(1 << 16, dtype=torch.int64)
+    for block in blocks():
+        bits = block.abs().flatten().view(torch.int32)
+        low += torch.bincount(bits[(bits >> 16) == hb] & 0xFFFF, minlength=1 << 16)
+    lb, _ = _kth_largest_in_bins(low, rank)
+    pattern = torch.tensor([(hb << 16) | lb], dtype=torch.int32)
+    return float(pattern.view(torch.float32))
+
+
+def trim(task_vector: torch.Tensor, threshold: float) -> torch.Tensor:
+    """Zero every entry whose magnitude is below ``threshold``."""
+    return torch.where(
+        task_vector.abs() >= threshold, task_vector, torch.zeros_like(task_vector)
+    )
+
+
+def ties_merge(
+    task_vectors: Sequence[torch.Tensor],
+    weights: Sequence[float],
+    thresholds: Sequence[float],
+) -> torch.Tensor:
+    """Trim each task vector, elect a sign per entry, average the agreeing ones.
+
+    ``merged = sum_i w_i * t_i * [sign t_i == s] / max(1, #{i: agree})`` with
+    ``t_i`` the trimmed task vectors and ``s = sign(sum_i w_i * t_i)``. With unit
+    weights this is the paper's disjoint mean; the weights carry per-model
+    coefficients such as Sens-Merging's ``K * sigma``.
+
+    Args:
+        task_vectors: K tensors of one shape (fp32).
+        weights: K weights.
+        thresholds: K magnitude thresholds (see :func:`magnitude_threshold`).
+
+    Returns:
+        The merged task vector, same shape (before the global scaling lambda).
+    """
+    if not len(task_vectors) == len(weights) == len(thresholds) or not task_vectors:
+        raise ValueError(
+            "ties_merge: task_vectors, weights, thresholds differ in length"
+        )
+    trimmed = [
+        trim(tv, t) * w
+        for tv, w, t in zip(task_vectors, weights, thresholds, strict=True)
+    ]
+    elected = torch.sign(sum(trimmed))  # (...,) in {-1, 0, 1}
+
+    # Disjoint mean over the entries that agree with the elected sign.
+    total = torch.zeros_like(trimmed[0])
+    count = torch.zeros_like(trimmed[0])
+    for t in trimmed:
+        agree = (torch.sign(t) == elected) & (t != 0)
+        total = total + torch.where(agree, t, torch.zeros_like(t))
+        count = count + agree.to(count.dtype)
+    return total / count.clamp(min=1.0)
+
+
+def _statistic(
+    name: str, deltas: Sequence[torch.Tensor], params: MergeParams
+) -> dict[str, Any]:
+    return {
+        "thresholds": [
+            magnitude_threshold(d, rho)
+            for d, rho in zip(deltas, params.densities, strict=True)
+        ]
+    }
+
+
+def _chunked_statistic(
+    name: str,
+    blocks: Callable[[int], Iterable[torch.Tensor]],
+    numel: int,
+    params: MergeParams,
+) -> dict[str, Any]:
+    return {
+        "thresholds": [
+            magnitude_threshold_blocks(lambda i=i: blocks(i), numel, rho)
+            for i, rho in enumerate(params.densities)
+        ]
+    }
+
+
+def _combine(
+    base: torch.Tensor,
+    deltas: Sequence[torch.Tensor],
+    params: MergeParams,
+    stats: dict[str, Any],
+    name: str,
+    offset: int,
+) -> torch.Tensor:
+    merged = ties_merge(deltas, params.weights, stats["thresholds"])
+    return base + params.scaling * merged
+
+
+MERGE_METHODS.add(
+    "ties",
+    MergeMethod(
+        combine=_combine, statistic=_statistic, chunked_statistic=_chunked_statistic
+    ),
+    "TIES-Merging",
+    paper="arXiv:2306.01708",
+)
