@@ -1,0 +1,1 @@
+"""Screening data: PDB and ligand readers, pockets, DUD-E folders, activity pairs."""

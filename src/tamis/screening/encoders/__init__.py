@@ -1,0 +1,1 @@
+"""Encoders: ligand graphs, ESM2-shaped sequences, pocket structure, residue gate."""
