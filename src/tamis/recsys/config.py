@@ -9,6 +9,7 @@ objective's own ``Config`` dataclass when the config is loaded.
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -172,3 +173,23 @@ class RecTrainConfig:
             from_dict(objective.Config, self.method_args)
         except ConfigError as err:
             raise ConfigError(f"method_args.{err}") from None
+
+
+def _import_sub_kinds() -> None:
+    """Register the config kinds that other recsys packages define.
+
+    The core config registry imports only this module for the domain, so
+    kinds declared next to their code (the collaborative-information study)
+    are imported from here; a package that is not built contributes nothing.
+    """
+    for module in SUB_KIND_MODULES:
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as err:
+            if err.name is None or not module.startswith(err.name):
+                raise
+
+
+#: Modules of the domain that register further config kinds.
+SUB_KIND_MODULES = ("tamis.recsys.analysis.config",)
+_import_sub_kinds()

@@ -315,7 +315,10 @@ def build_split(config: RecTrainConfig) -> SequentialSplit:
 
 
 def run_training(
-    config: RecTrainConfig, run_dir: Path | None = None, resume: bool = False
+    config: RecTrainConfig,
+    run_dir: Path | None = None,
+    resume: bool = False,
+    run: Run | None = None,
 ) -> dict[str, Any]:
     """Run one experiment: data, split, model, training, test evaluation.
 
@@ -327,13 +330,16 @@ def run_training(
         config: The experiment.
         run_dir: Existing run directory (resume) or exact path for a new one.
         resume: Continue from the latest checkpoint in ``run_dir``.
+        run: An already created run (the CLI creates it to attach its log).
 
     Returns:
         The results dict written to ``results.json``.
     """
     device = resolve_device(config.device)
     init_from_env(device.type if isinstance(device, torch.device) else str(device))
-    if resume and run_dir is not None:
+    if run is not None:
+        pass
+    elif resume and run_dir is not None:
         run = Run.open(run_dir)
     else:
         run = Run.create(
