@@ -137,6 +137,9 @@ class TrainConfig:
     temperature: float = param(1 / 14, "InfoNCE temperature tau (DrugCLIP: 1/14)", gt=0)
     learn_temperature: bool = param(False, "learn tau instead of fixing it")
     checkpoint_every: int = param(50, "steps between checkpoints", ge=1)
+    init: str | None = param(
+        None, "run directory whose model.safetensors initialises the model"
+    )
     use_3d: bool = param(False, "use ligand conformers from 3D files (2D otherwise)")
     model: ModelConfig = param(factory=ModelConfig, help="model shape")
     stage1: Stage1Config = param(factory=Stage1Config, help="stage 1")

@@ -241,6 +241,12 @@ class Trainer:
         self.cfg, self.run, self.pairs, self.items = cfg, run, pairs, items
         self.device = resolve_device(cfg.device)
         self.model = build_model(cfg.model).to(self.device)
+        if cfg.init:
+            init = Path(cfg.init) / "model.safetensors"
+            if not init.is_file():
+                raise FileNotFoundError(f"init: {init} not found")
+            self.model.load_state_dict(load_file(str(init)))
+            log.info("model initialised from %s", init)
         self.log_tau = torch.nn.Parameter(
             torch.tensor(float(np.log(cfg.temperature)), device=self.device),
             requires_grad=cfg.learn_temperature,

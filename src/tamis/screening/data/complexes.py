@@ -121,7 +121,7 @@ def load_target_item(
 ) -> PocketItem:
     """A DUD-E style target as a stage-2 item: crystal pocket plus actives."""
     folder = Path(folder)
-    target = read_dude_target(folder, max_decoys=0, seed=seed)
+    target = read_dude_target(folder, seed=seed, with_decoys=False)
     if target.receptor is None or target.crystal_ligand is None:
         raise FileNotFoundError(f"{folder}: needs a receptor PDB and a crystal ligand")
     item = load_complex(

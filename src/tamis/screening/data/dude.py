@@ -73,6 +73,22 @@ def find_library_file(folder: Path, kind: str) -> Path | None:
     return None
 
 
+def _line_sample(path: Path, max_decoys: int | None, seed: int) -> set[int] | None:
+    """Line numbers to parse when subsampling a line-based library (None: all).
+
+    Twice the requested count is drawn so that duplicates removed later still
+    leave enough molecules; the final subsample is drawn after deduplication.
+    """
+    if max_decoys is None or path.suffix not in (".ism", ".tsv", ".smi"):
+        return None
+    with open(path, "rb") as fh:
+        n_lines = sum(1 for _ in fh)
+    if n_lines <= 2 * max_decoys:
+        return None
+    picks = np.random.default_rng(seed).choice(n_lines, 2 * max_decoys, replace=False)
+    return {int(i) + 1 for i in picks}
+
+
 def _first(folder: Path, patterns: tuple[str, ...]) -> Path | None:
     for pattern in patterns:
         hits = sorted(folder.glob(pattern))
@@ -82,7 +98,10 @@ def _first(folder: Path, patterns: tuple[str, ...]) -> Path | None:
 
 
 def read_dude_target(
-    folder: str | Path, max_decoys: int | None = None, seed: int = 0
+    folder: str | Path,
+    max_decoys: int | None = None,
+    seed: int = 0,
+    with_decoys: bool = True,
 ) -> DudeTarget:
     """Read a DUD-E style target folder.
 
@@ -90,6 +109,7 @@ def read_dude_target(
         folder: The target folder.
         max_decoys: Keep a random subset of at most this many unique decoys.
         seed: Seed of the decoy subsample.
+        with_decoys: Read the decoys (False: actives only, faster).
 
     Returns:
         The :class:`DudeTarget`.
@@ -100,7 +120,8 @@ def read_dude_target(
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder}: target folder not found")
-    files = {k: find_library_file(folder, k) for k in ("actives", "decoys")}
+    kinds = ("actives", "decoys") if with_decoys else ("actives",)
+    files = {k: find_library_file(folder, k) for k in kinds}
     for kind, path in files.items():
         if path is None:
             raise FileNotFoundError(
@@ -108,7 +129,13 @@ def read_dude_target(
                 f"{kind}.tsv or {kind}_final.mol2.gz)"
             )
     actives, bad_a = read_ligands(files["actives"], unique=True)
-    decoys, bad_d = read_ligands(files["decoys"], unique=True)
+    decoys, bad_d = [], 0
+    if with_decoys:
+        decoys, bad_d = read_ligands(
+            files["decoys"],
+            unique=True,
+            lines=_line_sample(files["decoys"], max_decoys, seed),
+        )
     active_smiles = {r.smiles for r in actives}
     decoys = [d for d in decoys if d.smiles not in active_smiles]
     if max_decoys is not None and len(decoys) > max_decoys:

@@ -62,6 +62,8 @@ class LigandReader:
             first column).
         n_read: Records parsed so far.
         n_skipped: Records skipped so far.
+        lines: Read only these 1-based line numbers (delimited text only; a cheap
+            way to subsample a large library before parsing).
     """
 
     path: Path
@@ -70,6 +72,7 @@ class LigandReader:
     n_read: int = 0
     n_skipped: int = 0
     skipped: list[str] = field(default_factory=list)
+    lines: set[int] | None = None
 
     def __post_init__(self) -> None:
         self.path = Path(self.path)
@@ -118,6 +121,8 @@ class LigandReader:
         delim = "," if suffix == ".csv" else None
         with _text(self.path, gz) as fh:
             for lineno, line in enumerate(fh, start=1):
+                if self.lines is not None and lineno not in self.lines and lineno > 1:
+                    continue
                 fields = [f.strip() for f in line.strip().split(delim)]
                 fields = [f for f in fields if f]
                 if not fields or fields[0].startswith("#"):
@@ -181,19 +186,20 @@ class LigandReader:
 
 
 def read_ligands(
-    path: str | Path, unique: bool = False
+    path: str | Path, unique: bool = False, lines: set[int] | None = None
 ) -> tuple[list[LigandRecord], int]:
     """Read a whole ligand file.
 
     Args:
         path: Ligand file.
-        unique: Keep the first record of each canonical SMILES only (DUD-E mol2
-            files list several protonation states of one compound).
+        unique: Keep the first record of each identifier and canonical SMILES
+            only (DUD-E files list several protonation states of one compound).
+        lines: Parse only these 1-based line numbers (delimited text only).
 
     Returns:
         ``(records, n_skipped)``.
     """
-    reader = LigandReader(Path(path))
+    reader = LigandReader(Path(path), lines=lines)
     records = list(reader)
     if unique:
         # A compound is one identifier and one canonical SMILES: DUD-E lists

@@ -1,0 +1,70 @@
+"""Bilateral data sampling: each switch and its count."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tamis.screening.data.activity import ActivityTable, read_activity
+from tamis.screening.data.sampling import (
+    SamplingOptions,
+    build_pairs,
+    cluster_weights,
+    greedy_clusters,
+    homologous_to,
+    noisy_pairs,
+    pains_mask,
+)
+
+SEQ_A = "MKTAYIAKQRQISFVKSHFSRQLEERLGLIEVQAPILSRVGDGTQDNLSGAEKAVQVKVKALPDAQ"
+SEQ_B = "GSHMWRLLPEEELVQVNGDLLRWHQTAKEAFYRNVLPGTNMEEIRKVCSYLLTPEGHIYKKD"
+
+
+def test_clusters_and_weights() -> None:
+    mutant = SEQ_A[:10] + "W" + SEQ_A[11:]
+    clusters = greedy_clusters({"a": SEQ_A, "a2": mutant, "b": SEQ_B}, 0.4)
+    assert clusters["a"] == clusters["a2"] != clusters["b"]
+    w = cluster_weights(clusters, alpha=0.5)
+    assert w["a"] == pytest.approx(1 / np.sqrt(2)) and w["b"] == 1.0
+    assert homologous_to({"a2": mutant, "b": SEQ_B}, [SEQ_A]) == {"a2"}
+
+
+def test_noise_and_pains() -> None:
+    table = ActivityTable(
+        ["CCO"] * 3,
+        ["l1", "l1", "l2"],
+        ["p", "p", "p"],
+        {"p": SEQ_A},
+        np.array([8.0, 5.0, 8.0]),
+        "t",
+    )
+    assert noisy_pairs(table, 1.0) == {("l1", "p")}
+    assert noisy_pairs(table, 2.0) == set()
+    mask = pains_mask(["S=C1SC(=Cc2ccccc2)C(=O)N1", "CCO"])
+    assert mask.tolist() == [True, False]
+
+
+def test_every_switch_is_counted(synthetic) -> None:
+    table = read_activity(synthetic.activity)
+    full = build_pairs(table, SamplingOptions(max_partners=12))
+    rep = full.report
+    assert rep.noisy_removed == 1
+    # The generated frequent hitter binds all 18 proteins.
+    assert rep.promiscuous_ligands >= 1 and rep.promiscuous_pairs_removed >= 18
+    assert rep.pains_ligands == 1 and rep.pains_pairs_removed == 1
+    assert rep.final_pairs == len(full) and full.weights.sum() == pytest.approx(1.0)
+    off = build_pairs(
+        table,
+        SamplingOptions(
+            homology_weighting=False,
+            redundancy_removal=False,
+            noise_filter=False,
+            promiscuity_filter=False,
+            pains_filter=False,
+        ),
+    )
+    assert off.report.noisy_removed == off.report.pains_ligands == 0
+    assert len(off) > len(full)
+    # Uniform weights per protein without homology weighting.
+    excluded = build_pairs(table, SamplingOptions(), exclude_proteins={"P00"})
+    assert excluded.report.excluded_pairs > 0 and "P00" not in excluded.sequences
