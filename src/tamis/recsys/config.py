@@ -107,6 +107,16 @@ class TrainConfig:
     valid_metric: str = param("ndcg@10", "validation metric for early stopping")
     eval_every: int = param(1, "validate every this many epochs", ge=1)
     keep_checkpoints: int = param(2, "checkpoints kept in the run directory", ge=1)
+    time_budget_s: float = param(
+        0.0,
+        "stop after the first epoch that ends past this many seconds (0 = off)",
+        ge=0,
+    )
+    bucket_by_length: bool = param(
+        False,
+        "group similar history lengths into batches (less padding, faster on "
+        "short-sequence data; batches are then not i.i.d.)",
+    )
 
     def validate(self) -> None:
         """The metric must be one the evaluator reports."""

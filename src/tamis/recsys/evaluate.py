@@ -51,6 +51,7 @@ class RankingResult:
             masking is on).
         mask_history: Whether history items were removed from the candidates.
         seconds: Wall time of the ranking.
+        cpu_seconds: CPU time of this process during the ranking.
     """
 
     users: np.ndarray
@@ -59,6 +60,7 @@ class RankingResult:
     topk: np.ndarray
     mask_history: bool
     seconds: float
+    cpu_seconds: float = 0.0
 
 
 def target_ranks(scores: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -103,7 +105,7 @@ def rank_targets(
     Returns:
         A :class:`RankingResult`.
     """
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     was_training = model.training
     model.eval()
     n, n_items = len(samples), model.n_items
@@ -145,6 +147,7 @@ def rank_targets(
         tops.numpy(),
         mask_history,
         time.perf_counter() - start,
+        time.process_time() - cpu_start,
     )
 
 
@@ -189,4 +192,5 @@ def evaluate(
     out = ranking_metrics(result.ranks, ks)
     out["samples"] = float(len(samples))
     out["seconds"] = result.seconds
+    out["cpu_seconds"] = result.cpu_seconds
     return out, result

@@ -70,6 +70,7 @@ class TrainResult:
         epochs_run: Epochs trained in total (including resumed ones).
         history: One dict per validated epoch (loss, metrics, timings).
         stopped_early: Whether patience ran out before ``epochs``.
+        stopped_by_budget: Whether ``time_budget_s`` ended training.
     """
 
     best_epoch: int = 0
@@ -77,6 +78,7 @@ class TrainResult:
     epochs_run: int = 0
     history: list[dict[str, Any]] = field(default_factory=list)
     stopped_early: bool = False
+    stopped_by_budget: bool = False
 
 
 def model_max_len(model: nn.Module, default: int = 50) -> int:
@@ -103,41 +105,62 @@ def _all_reduce_grads(params: list[nn.Parameter], weight: float, total: float) -
         offset += n
 
 
-def _epoch_order(seed: int, epoch: int, n: int) -> torch.Tensor:
-    """Sample order of an epoch, a function of (seed, epoch) only."""
+def _epoch_order(seed: int, epoch: int, n: int) -> tuple[torch.Tensor, torch.Generator]:
+    """Epoch order (a function of seed and epoch only) and its generator."""
     gen = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
-    return torch.randperm(n, generator=gen)
+    return torch.randperm(n, generator=gen), gen
 
 
 class _Batches:
-    """Global batches of training samples; each rank gets its slice."""
+    """Global batches of training samples; each rank gets its slice.
+
+    Every batch's ``seq`` is cut to the longest history in it: inputs are
+    left-padded and padding is masked, so dropping all-padding columns leaves
+    every model output unchanged while saving the work on them.
+    """
 
     def __init__(self, split: SequentialSplit, min_prefix: int, max_len: int) -> None:
         samples = split.training_samples(min_prefix)
         if len(samples) == 0:
             raise ValueError("training: the split has no training samples")
-        self.n = len(samples)
+        self.n, self.max_len = len(samples), max_len
         self.user = torch.from_numpy(samples.users)
         self.target = torch.from_numpy(samples.targets)
         self.seq = torch.from_numpy(samples.padded(max_len))  # (S, L) precomputed
+        self.length = torch.from_numpy(np.minimum(samples.lengths, max_len))  # (S,)
 
-    def epoch(
-        self, order: torch.Tensor, batch_size: int, device: torch.device
-    ) -> list[tuple[dict[str, torch.Tensor], int, int]]:
-        """(batch, local size, global size) per step for this rank."""
-        world, me = world_size(), rank()
+    def batch_indices(
+        self, order: torch.Tensor, batch_size: int, bucket: bool, gen: torch.Generator
+    ) -> list[torch.Tensor]:
+        """Split an epoch order into global batches.
+
+        With ``bucket``, each run of 50 consecutive batches is re-sorted by
+        history length before cutting (so a batch holds similar lengths and
+        little padding), and the batches are then shuffled.
+        """
+        if not bucket:
+            return list(order.split(batch_size))
         out = []
-        for lo in range(0, self.n, batch_size):
-            idx = order[lo : lo + batch_size]
-            shard = idx.tensor_split(world)[me]
-            batch = {
-                "user": self.user[shard].to(device),
-                "seq": self.seq[shard].to(device),
-                "target": self.target[shard].to(device),
-                "sample": shard.to(device),
-            }
-            out.append((batch, len(shard), len(idx)))
-        return out
+        for chunk in order.split(batch_size * 50):
+            by_len = chunk[torch.argsort(self.length[chunk], stable=True)]
+            out.extend(by_len.split(batch_size))
+        perm = torch.randperm(len(out), generator=gen)
+        return [out[i] for i in perm]
+
+    def make(
+        self, idx: torch.Tensor, device: torch.device
+    ) -> tuple[dict[str, torch.Tensor], int]:
+        """This rank's part of global batch ``idx`` and its size."""
+        shard = idx.tensor_split(world_size())[rank()]
+        width = int(self.length[shard].max()) if len(shard) else 1
+        width = max(width, 1)
+        batch = {
+            "user": self.user[shard].to(device),
+            "seq": self.seq[shard, self.max_len - width :].to(device),  # (b, w)
+            "target": self.target[shard].to(device),
+            "sample": shard.to(device),
+        }
+        return batch, len(shard)
 
 
 def fit_model(
@@ -204,20 +227,33 @@ def fit_model(
             run.metrics.truncate_after(start_epoch)
             log.info("resumed from %s (epoch %d)", ckpt.path, start_epoch)
 
+    clock = time.perf_counter()
     for epoch in range(start_epoch, train.epochs):
         if bad_epochs >= train.patience:
             result.stopped_early = True
+            break
+        if train.time_budget_s and time.perf_counter() - clock > train.time_budget_s:
+            result.stopped_by_budget = True
+            log.info(
+                "time budget of %.0f s spent after %d epochs",
+                train.time_budget_s,
+                epoch,
+            )
             break
 
         # One pass over the shuffled training samples.
         modules.train()
         objective.on_epoch_start(epoch)
-        t0 = time.perf_counter()
-        order = _epoch_order(seed, epoch, batches.n)
-        steps = batches.epoch(order, train.batch_size, device)
+        t0, c0 = time.perf_counter(), time.process_time()
+        order, gen = _epoch_order(seed, epoch, batches.n)
+        steps = batches.batch_indices(
+            order, train.batch_size, train.bucket_by_length, gen
+        )
         total_loss, total_n = 0.0, 0
         logs_sum: dict[str, float] = {}
-        for batch, n_local, n_global in progress(steps, desc=f"epoch {epoch + 1}"):
+        for idx in progress(steps, desc=f"epoch {epoch + 1}"):
+            batch, n_local = batches.make(idx, device)
+            n_global = len(idx)
             if n_local == 0:
                 loss = sum(p.sum() * 0.0 for p in params)
                 logs: dict[str, float] = {}
@@ -237,6 +273,8 @@ def fit_model(
             "epoch": epoch + 1,
             "loss": total_loss / max(total_n, 1),
             "train_seconds": train_seconds,
+            # CPU time of this process (all threads): robust to a busy machine.
+            "train_cpu_seconds": time.process_time() - c0,
             **{k: v / max(total_n, 1) for k, v in logs_sum.items()},
         }
 
@@ -295,8 +333,6 @@ def fit_model(
                     state,
                     keep=train.keep_checkpoints,
                 )
-    else:
-        result.stopped_early = False
     if bad_epochs >= train.patience:
         result.stopped_early = True
 
@@ -398,6 +434,7 @@ def run_training(
                 },
                 "epochs_run": train_result.epochs_run,
                 "stopped_early": train_result.stopped_early,
+                "stopped_by_budget": train_result.stopped_by_budget,
                 "train_seconds_per_epoch": float(np.mean(epochs)) if epochs else None,
             }
         )

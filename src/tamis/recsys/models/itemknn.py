@@ -83,6 +83,7 @@ class ItemKNN(Recommender):
             torch.from_numpy(sim.indices.astype(np.int64)),
             torch.from_numpy(sim.data.astype(np.float32)),
             size=sim.shape,
+            check_invariants=False,
         )
         return self
 

@@ -51,6 +51,7 @@ def normalized_adjacency(train: sp.csr_matrix) -> torch.Tensor:
         torch.from_numpy(norm.indices.astype(np.int64)),
         torch.from_numpy(norm.data.astype(np.float32)),
         size=(n_users + n_items, n_users + n_items),
+        check_invariants=False,
     )
 
 

@@ -59,6 +59,7 @@ class SKNN(Recommender):
             torch.from_numpy(mat.indices.astype(np.int64)),
             torch.from_numpy(mat.data.astype(np.float32)),
             size=mat.shape,
+            check_invariants=False,
         )
         self.session_norm = torch.from_numpy(
             np.sqrt(np.diff(mat.indptr)).astype(np.float32)
