@@ -80,3 +80,23 @@ def test_demo_runs_end_to_end(tmp_path):
     # Item-KNN recommends co-occurring items: more 0-hop pairs than Pop.
     shares = {k: v["shares"]["pairs"]["0-hop"] for k, v in results["models"].items()}
     assert shares["itemknn (itemknn)"] > shares["pop (pop)"]
+
+
+def test_collab_command_refuses_a_run_on_other_data(tmp_path, data_file):
+    from tamis.recsys.config import DataConfig, RecTrainConfig
+    from tamis.recsys.train import run_training
+
+    other = write_sequences(
+        planted_cluster_sequences(50, 2, 90, 4, 8, 0.1, seed=9), tmp_path / "o.txt"
+    )
+    data = DataConfig(format="sequences", path=str(other))
+    run_training(
+        RecTrainConfig(out=str(tmp_path), model="pop", data=data),
+        run_dir=tmp_path / "other-run",
+    )
+    cfg = _config(tmp_path, data_file)
+    result = CliRunner().invoke(
+        collab, [str(cfg), "--runs", str(tmp_path / "other-run")]
+    )
+    assert result.exit_code != 0
+    assert "differ from the study's" in result.output
