@@ -75,8 +75,13 @@ def target_ranks(scores: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """
     t = scores.gather(1, target[:, None])  # (B, 1)
     higher = (scores > t).sum(dim=1)
-    ids = torch.arange(scores.shape[1], device=scores.device)[None, :]
-    ties = ((scores == t) & (ids < target[:, None])).sum(dim=1)
+    equal = (scores == t).sum(dim=1)  # includes the target itself
+    ties = torch.zeros_like(higher)
+    tied = torch.nonzero(equal > 1).flatten()  # rare for learned scores
+    if len(tied):
+        ids = torch.arange(scores.shape[1], device=scores.device)[None, :]
+        sub, tgt = scores[tied], target[tied, None]
+        ties[tied] = ((sub == t[tied]) & (ids < tgt)).sum(dim=1)
     return higher + ties + 1
 
 
@@ -99,7 +104,7 @@ def rank_targets(
         batch_size: Samples per scoring batch (results do not depend on it).
         mask_history: Remove history items (other than the target) from the
             candidates.
-        topk: Length of the returned lists.
+        topk: Length of the returned lists (0 skips them).
         device: Where to score.
 
     Returns:
@@ -138,7 +143,8 @@ def rank_targets(
             scores.scatter_(1, target[:, None], t_score)
 
         ranks[lo:hi] = target_ranks(scores, target).cpu()
-        tops[lo:hi] = torch.topk(scores, k, dim=1).indices.cpu()
+        if k > 0:
+            tops[lo:hi] = torch.topk(scores, k, dim=1).indices.cpu()
     model.train(was_training)
     return RankingResult(
         samples.users.copy(),
@@ -177,8 +183,12 @@ def evaluate(
     batch_size: int = 1024,
     max_len: int = 50,
     device: str | torch.device = "cpu",
+    topk: int | None = None,
 ) -> tuple[dict[str, float], RankingResult]:
     """Full-ranking metrics of ``model`` on ``samples``.
+
+    ``topk`` is the length of the returned top-K lists (default ``max(ks)``;
+    0 skips them, which is what the trainer's validation does).
 
     Returns:
         ``(metrics, ranking)``: metric means (plus ``"samples"`` and
@@ -186,9 +196,8 @@ def evaluate(
     """
     if len(samples) == 0:
         raise ValueError("evaluate: no samples to rank (empty validation/test set)")
-    result = rank_targets(
-        model, samples, max_len, batch_size, mask_history, max(ks), device
-    )
+    k = max(ks) if topk is None else topk
+    result = rank_targets(model, samples, max_len, batch_size, mask_history, k, device)
     out = ranking_metrics(result.ranks, ks)
     out["samples"] = float(len(samples))
     out["seconds"] = result.seconds
