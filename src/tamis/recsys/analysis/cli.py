@@ -7,11 +7,14 @@ from pathlib import Path
 import click
 
 from tamis.cli_common import fail_on_errors
+from tamis.recsys.analysis.config import CollabConfig
 
 __all__ = ["collab"]
 
 
-def _study_config(path: Path, overrides: tuple[str, ...], out: Path | None):
+def _study_config(
+    path: Path, overrides: tuple[str, ...], out: Path | None
+) -> CollabConfig:
     """A ``rec-collab`` config from a rec-collab or a rec-train YAML file."""
     from tamis.core.config import (
         apply_overrides,
@@ -20,7 +23,6 @@ def _study_config(path: Path, overrides: tuple[str, ...], out: Path | None):
         read_yaml,
         to_dict,
     )
-    from tamis.recsys.analysis.config import CollabConfig
 
     kind = read_yaml(path).get("kind")
     if kind == "rec-collab":
@@ -78,3 +80,4 @@ def collab(
     for name, model in results["models"].items():
         share = model["shares"]["pairs"][results["labels"][1]]
         click.echo(f"  {name}: {share:.1%} of top-K pairs are 0-hop")
+    click.echo(f"run: {results['run_dir']}")

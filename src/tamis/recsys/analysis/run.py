@@ -111,7 +111,7 @@ def run_collab(
         extra_runs: More ``rec-train`` run directories besides ``config.runs``.
 
     Returns:
-        The results written to ``results.json``.
+        The results written to ``results.json``, plus ``run_dir``.
     """
     from tamis.recsys.data import make_split
     from tamis.recsys.data.load import load_data
@@ -136,4 +136,4 @@ def run_collab(
         if config.report:
             write_report([results], run.path / "report.html")
     log.info("collab study written to %s", run.path)
-    return results
+    return {**results, "run_dir": str(run.path)}
