@@ -12,6 +12,7 @@ from scipy.sparse.csgraph import shortest_path
 from tamis.recsys.analysis import (
     UNREACHED,
     cooccurrence_graph,
+    distance_pass,
     multiplicity_histogram,
     pair_distances,
     pair_histogram,
@@ -201,3 +202,64 @@ def test_path_counts_on_a_grid_are_binomial():
     assert dist.tolist() == [6, 2] and count.tolist() == [20.0, 2.0]
     dist, count = shortest_path_counts(adjacency, [0], [15], max_hops=5)
     assert dist.tolist() == [UNREACHED] and count.tolist() == [0.0]
+
+
+# ---------------------------------------------------------------------------
+# Dropping answered sources and grouped (minimum-only) queries
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_dropping_answered_sources_keeps_distances(seed):
+    n = 300
+    adjacency = _random_graph(n, 0.012, seed)
+    rng = np.random.default_rng(seed)
+    src, dst = rng.integers(n, size=2000), rng.integers(n, size=2000)
+    full = distance_pass(adjacency, src, 5, [(src, dst)], batch_size=256)
+    pruned = distance_pass(
+        adjacency, src, 5, [(src, dst)], batch_size=256, count_histogram=False
+    )
+    assert np.array_equal(full.distances[0], pruned.distances[0])
+    assert pruned.histogram.sum() == 0
+
+
+@pytest.mark.parametrize("seed", [2, 3])
+def test_grouped_queries_keep_minimum_and_its_pairs(seed):
+    n = 250
+    adjacency = _random_graph(n, 0.012, seed)
+    rng = np.random.default_rng(seed)
+    group = np.repeat(np.arange(400), 5)  # 400 samples of 5 input items
+    target = np.repeat(rng.integers(n, size=400), 5)
+    item = rng.integers(n, size=group.size)
+    exact = pair_distances(adjacency, target, item, 5)
+    result = distance_pass(
+        adjacency,
+        target,
+        5,
+        [(target, item)],
+        batch_size=128,
+        groups=[group],
+        count_histogram=False,
+    )
+    grouped = result.distances[0]
+    big = np.where(exact == UNREACHED, 99, exact)
+    got = np.where(grouped == UNREACHED, 99, grouped)
+    for g in range(400):
+        rows = group == g
+        assert got[rows].min() == big[rows].min()
+        # Exactly the pairs at the group's minimum are resolved.
+        at_min = big[rows] == big[rows].min()
+        assert np.array_equal(got[rows] == big[rows].min(), at_min)
+
+
+def test_select_bits_repacks_columns():
+    from tamis.recsys.analysis.bfs import _select_bits
+
+    rng = np.random.default_rng(0)
+    words = rng.integers(0, 2**63, size=(7, 3), dtype=np.uint64)
+    flags = np.unpackbits(words.view(np.uint8), axis=1, bitorder="little")
+    keep = np.array([0, 5, 64, 100, 191, 3])
+    packed = _select_bits(words, keep)
+    again = np.unpackbits(packed.view(np.uint8), axis=1, bitorder="little")
+    assert packed.shape == (7, 1)
+    assert np.array_equal(again[:, : keep.size], flags[:, keep])
+    assert not again[:, keep.size :].any()

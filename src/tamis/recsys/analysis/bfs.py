@@ -16,7 +16,8 @@ spirit of bit-parallel multi-source BFS (Then et al., VLDB 2015).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import sys
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -87,17 +88,26 @@ class BitsetBFS:
         return out
 
     def levels(
-        self, sources: np.ndarray, max_hops: int
-    ) -> Iterator[tuple[int, np.ndarray]]:
-        """Yield ``(d, reached)`` for d = 0, 1, ..., at most ``max_hops``.
+        self,
+        sources: np.ndarray,
+        max_hops: int,
+        live: Callable[[int], np.ndarray] | None = None,
+    ) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+        """Yield ``(d, reached, columns)`` for d = 0, 1, ..., at most ``max_hops``.
 
         Args:
             sources: (B,) item ids, one per bit.
             max_hops: Hop cap H on the distance d.
+            live: Optional callback, called after each level has been consumed,
+                returning a (B,) bool mask of the sources still needed. Dead
+                sources are dropped from the search (the bit arrays are
+                repacked when at most half of the bits are live), which cuts the
+                cost of later hops.
 
         Yields:
             ``reached``, (n, W) uint64, marks the items first reached at distance
-            d from each source (d = 0: the source itself).
+            d from each source (d = 0: the source itself); ``columns`` (B,) is
+            the current bit of each source, -1 once it was dropped.
         """
         width = (sources.size + _WORD - 1) // _WORD
         frontier = np.zeros((self.n, width), dtype=np.uint64)
@@ -105,14 +115,56 @@ class BitsetBFS:
         masks = _ONE << (bits % _WORD).astype(np.uint64)
         np.bitwise_or.at(frontier, (sources, bits // _WORD), masks)
         visited = frontier.copy()
-        yield 0, frontier
+        columns = bits.copy()  # source -> current bit
+        yield 0, frontier, columns
         for d in range(1, max_hops + 1):
+            if live is not None:
+                keep = live(d - 1) & (columns >= 0)
+                if not keep.any():
+                    return
+                n_bits = int((columns >= 0).sum())
+                if keep.sum() <= n_bits // 2:
+                    kept_cols = columns[keep]
+                    frontier = _select_bits(frontier, kept_cols)
+                    visited = _select_bits(visited, kept_cols)
+                    columns = np.full_like(columns, -1)
+                    columns[keep] = np.arange(int(keep.sum()))
             reached = self.hop(frontier) & ~visited
             if not reached.any():
                 return
             visited |= reached
-            yield d, reached
+            yield d, reached, columns
             frontier = reached
+
+
+def _select_bits(words: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    """Repack the bit columns ``keep`` of (n, W) uint64 words into fewer words.
+
+    Args:
+        words: (n, W) uint64 bit arrays, bit b in word b // 64 at b % 64.
+        keep: (K,) bit indices to keep, in their new order.
+
+    Returns:
+        (n, ceil(K / 64)) uint64.
+
+    Raises:
+        NotImplementedError: On a big-endian machine (bits are read as bytes).
+    """
+    if sys.byteorder != "little":
+        raise NotImplementedError("bit repacking on big-endian machines")
+    n = words.shape[0]
+    width = (keep.size + _WORD - 1) // _WORD
+    out = np.zeros((n, width), dtype=np.uint64)
+    step = max(1, (64 << 20) // max(words.shape[1] * _WORD, 1))
+    for lo in range(0, n, step):
+        block = words[lo : lo + step].view(np.uint8)  # little-endian bytes
+        flags = np.unpackbits(block, axis=1, bitorder="little")[:, keep]
+        pad = np.zeros((flags.shape[0], width * _WORD), dtype=np.uint8)
+        pad[:, : keep.size] = flags
+        out[lo : lo + step] = np.packbits(pad, axis=1, bitorder="little").view(
+            np.uint64
+        )
+    return out
 
 
 @dataclass
@@ -146,6 +198,8 @@ def distance_pass(
     batch_size: int = 2048,
     engine: BitsetBFS | None = None,
     show_progress: bool | None = None,
+    groups: Sequence[ArrayLike | None] | None = None,
+    count_histogram: bool = True,
 ) -> PassResult:
     """Run bounded BFS from every source; count distances and answer queries.
 
@@ -159,9 +213,16 @@ def distance_pass(
             each of the frontier, the visited set and the reached set).
         engine: A prebuilt :class:`BitsetBFS` for ``adjacency`` (optional).
         show_progress: Progress bar switch (``None`` follows the process).
+        groups: Per query, ``None`` or (P,) group ids. A grouped pair is only
+            resolved while no pair of its group has been resolved at a smaller
+            distance: the group's minimum distance and the pairs attaining it
+            are exact, the others stay ``UNREACHED``. This is all that relation
+            typing needs (a sample's minimum and whether it is pure).
+        count_histogram: Count the distance histogram. When ``False``, sources
+            whose queries are all answered are dropped from the search.
 
     Returns:
-        A :class:`PassResult`.
+        A :class:`PassResult` (a zero histogram when not counted).
 
     Raises:
         ValueError: If ``max_hops < 1`` or a query source is not a source.
@@ -171,10 +232,11 @@ def distance_pass(
     engine = engine or BitsetBFS(adjacency)
     uniq = np.unique(np.asarray(sources, dtype=np.int64))
     histogram = np.zeros(max_hops + 1, dtype=np.int64)
+    groups = list(groups) if groups is not None else [None] * len(queries)
 
     # Sort every query by its source's position so each batch owns a slice.
     prepared = []
-    for src, dst in queries:
+    for (src, dst), group in zip(queries, groups, strict=True):
         src = np.asarray(src, dtype=np.int64).ravel()
         dst = np.asarray(dst, dtype=np.int64).ravel()
         pos = np.searchsorted(uniq, src)
@@ -182,21 +244,82 @@ def distance_pass(
             raise ValueError("every query source must be one of the BFS sources")
         order = np.argsort(pos, kind="stable")
         dist = np.full(src.size, UNREACHED, dtype=np.int8)
-        prepared.append((pos[order], dst[order], order, dist))
+        if group is not None:
+            _, group = np.unique(np.asarray(group).ravel(), return_inverse=True)
+            group = group[order]
+        prepared.append(_Query(pos[order], dst[order], order, dist, group))
 
     starts = range(0, uniq.size, batch_size)
     for b0 in progress(starts, desc="BFS batches", enabled=show_progress):
         batch = uniq[b0 : b0 + batch_size]
-        slices = []
-        for pos, dst, order, _ in prepared:
-            lo, hi = np.searchsorted(pos, [b0, b0 + batch.size])
-            slices.append((pos[lo:hi] - b0, dst[lo:hi], order[lo:hi]))
-        for d, reached in engine.levels(batch, max_hops):
-            histogram[d] += int(np.bitwise_count(reached).sum())
-            for (bits, dst, idx), (*_, dist) in zip(slices, prepared, strict=True):
-                hit = _bit_test(reached, dst, bits)
-                dist[idx[hit]] = d
-    return PassResult(histogram, [p[3] for p in prepared], int(uniq.size))
+        views = [q.batch_view(b0, batch.size) for q in prepared]
+
+        def live(_d: int, views: list = views, size: int = batch.size) -> np.ndarray:
+            need = np.zeros(size, dtype=bool)
+            for view in views:
+                need[view.pending_sources()] = True
+            return need
+
+        pruning = None if count_histogram else live
+        for d, reached, columns in engine.levels(batch, max_hops, pruning):
+            if count_histogram:
+                histogram[d] += int(np.bitwise_count(reached).sum())
+            for view in views:
+                view.record(d, reached, columns)
+    return PassResult(histogram, [q.dist for q in prepared], int(uniq.size))
+
+
+@dataclass
+class _Query:
+    """A pair query sorted by source position (internal to distance_pass)."""
+
+    pos: np.ndarray  # (P,) source position in the sorted sources
+    dst: np.ndarray  # (P,) destination items
+    order: np.ndarray  # (P,) index of each sorted pair in the caller's order
+    dist: np.ndarray  # (P,) int8 result, caller's order
+    group: np.ndarray | None  # (P,) dense group ids or None
+
+    def batch_view(self, b0: int, size: int) -> _QueryBatch:
+        lo, hi = np.searchsorted(self.pos, [b0, b0 + size])
+        group = None if self.group is None else self.group[lo:hi]
+        return _QueryBatch(
+            self.pos[lo:hi] - b0, self.dst[lo:hi], self.order[lo:hi], self.dist, group
+        )
+
+
+@dataclass
+class _QueryBatch:
+    """The pairs of one query whose source is in the current batch."""
+
+    source: np.ndarray  # (p,) source index within the batch
+    dst: np.ndarray
+    idx: np.ndarray
+    dist: np.ndarray
+    group: np.ndarray | None
+
+    def __post_init__(self) -> None:
+        self.open = np.ones(self.source.size, dtype=bool)  # still to resolve
+        if self.group is not None:
+            _, self.group = np.unique(self.group, return_inverse=True)
+            self.group_done = np.zeros(int(self.group.max(initial=-1)) + 1, bool)
+
+    def record(self, d: int, reached: np.ndarray, columns: np.ndarray) -> None:
+        """Mark the open pairs whose destination was reached at distance d."""
+        sel = np.flatnonzero(self.open & (columns[self.source] >= 0))
+        if sel.size == 0:
+            return
+        hit = _bit_test(reached, self.dst[sel], columns[self.source[sel]])
+        done = sel[hit]
+        self.dist[self.idx[done]] = d
+        self.open[done] = False
+        if self.group is not None:
+            # Groups resolved at this level close all their other pairs.
+            self.group_done[self.group[done]] = True
+            self.open &= ~self.group_done[self.group]
+
+    def pending_sources(self) -> np.ndarray:
+        """Batch indices of sources with open pairs."""
+        return self.source[self.open]
 
 
 def pair_distances(

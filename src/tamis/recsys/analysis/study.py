@@ -203,12 +203,18 @@ def _query_distances(
     adjacency: Any,
     known: np.ndarray,
     queries: list[tuple[np.ndarray, np.ndarray]],
+    typing_groups: np.ndarray,
     settings: StudySettings,
     all_sources: np.ndarray | None,
     show_progress: bool | None,
 ) -> tuple[list[np.ndarray], np.ndarray | None]:
-    """Distances of the query pairs; with ``all_sources`` also the histogram."""
+    """Distances of the query pairs; with ``all_sources`` also the histogram.
+
+    The first query types test samples: its pairs are grouped by sample and
+    only resolved up to each sample's minimum distance.
+    """
     trimmed = [(s[known[s]], d[known[s]]) for s, d in queries]
+    groups = [typing_groups[known[queries[0][0]]]] + [None] * (len(queries) - 1)
     sources = all_sources
     if sources is None:
         parts = [s for s, _ in trimmed]
@@ -221,6 +227,8 @@ def _query_distances(
         settings.batch_size,
         engine,
         show_progress,
+        groups=groups,
+        count_histogram=all_sources is not None,
     )
     out = []
     for (src, dst), dist in zip(queries, result.distances, strict=True):
@@ -292,7 +300,14 @@ def run_study(
     # Distances: one pass from every item when the histogram is exact.
     exact = s.pair_sources == 0 or s.pair_sources >= items.size
     dists, ordered = _query_distances(
-        engine, adjacency, known, queries, s, items if exact else None, show_progress
+        engine,
+        adjacency,
+        known,
+        queries,
+        sample,
+        s,
+        items if exact else None,
+        show_progress,
     )
     if exact:
         total = items.size * (items.size - 1) // 2
