@@ -41,6 +41,7 @@ def _pair_section(report: Report, result: dict[str, Any]) -> None:
     names = [r[0].split(" ")[0] for r in rows[:-1]] + ["beyond"]
     ax.bar(names, [max(float(r[1]), 0.0) for r in rows], color="#4477aa")
     ax.set_yscale("log")
+    ax.set_ylim(bottom=0.8)  # keep single pairs visible on the log axis
     ax.set_ylabel("pairs")
     ax.set_title(f"{result['dataset']['name']}: pairs by relation")
     report.figure(fig, "Pairs per relation type (log scale).")
