@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = ["nt_xent", "repad_left", "unpad_left"]
+__all__ = ["nt_xent", "repad_left", "unpad_left", "trim_left", "stack_left"]
 
 
 def nt_xent(
@@ -68,3 +68,21 @@ def repad_left(rows: list[torch.Tensor], width: int) -> torch.Tensor:
         if len(row):
             out[i, width - len(row) :] = row
     return out
+
+
+def trim_left(seq: torch.Tensor) -> torch.Tensor:
+    """Drop the all-padding leading columns of a left-padded (B, L) id matrix."""
+    if seq.numel() == 0:
+        return seq
+    width = max(int((seq > 0).sum(dim=1).max()), 1)
+    return seq[:, seq.shape[1] - width :]
+
+
+def stack_left(parts: list[torch.Tensor]) -> torch.Tensor:
+    """Concatenate left-padded (B_i, L_i) matrices along rows, padding to max L_i.
+
+    Extra padding on the left changes nothing for the encoders: positions are
+    counted from the right and padding keys are masked.
+    """
+    width = max(p.shape[1] for p in parts)
+    return torch.cat([F.pad(p, (width - p.shape[1], 0)) for p in parts])

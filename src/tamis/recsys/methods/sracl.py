@@ -40,7 +40,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from tamis.core.config import param
-from tamis.recsys.methods.contrastive import nt_xent
+from tamis.recsys.methods.contrastive import nt_xent, stack_left, trim_left
 from tamis.recsys.objectives import Objective, next_item_cross_entropy
 from tamis.recsys.semantic.pipeline import (
     Semantics,
@@ -367,8 +367,8 @@ class SRACL(nn.Module):
                 valid &= self.seen[nb.clamp(min=0)]
             unique, inverse = torch.unique(nb[valid], return_inverse=True)
             if mode == "batch":
-                parts.append(self.padded[unique])  # (U, L)
-        encoded = model.encode(torch.cat(parts))  # (sum of rows, D)
+                parts.append(trim_left(self.padded[unique]))  # (U, L')
+        encoded = model.encode(stack_left(parts))  # (sum of rows, D)
         h = encoded[:n]
         ce = self.ce_loss(model, h, batch["target"])
         loss, logs = ce, {"ce": float(ce.detach())}
@@ -390,7 +390,7 @@ class SRACL(nn.Module):
                 h_unique = encoded[n * (3 if use_item else 1) :]
             elif mode == "batch-nograd":
                 with torch.no_grad():
-                    h_unique = model.encode(self.padded[unique])
+                    h_unique = model.encode(trim_left(self.padded[unique]))
             else:
                 h_unique = self.memory[unique]
             h_neigh = h.new_zeros(*nb.shape, h.shape[1])  # (B, m, D)

@@ -95,6 +95,9 @@ class SemanticsConfig:
         "directory, or tfidf[:dim] (TF-IDF + truncated SVD, no neural model)",
     )
     encoder_batch_size: int = param(64, "texts per encoder batch", ge=1)
+    encoder_max_tokens: int = param(
+        0, "truncate encoder inputs to this many tokens (0 = the model's limit)", ge=0
+    )
     device: str = param(
         "auto", "encoder and generator device", choices=("auto", "cpu", "cuda")
     )
@@ -237,7 +240,10 @@ def _encoder(config: SemanticsConfig) -> Any:
         return TfidfSvdEncoder(int(dim or 64), seed=config.seed)
 
     return SentenceEncoder(
-        config.encoder, device=config.device, batch_size=config.encoder_batch_size
+        config.encoder,
+        device=config.device,
+        batch_size=config.encoder_batch_size,
+        max_length=config.encoder_max_tokens or None,
     )
 
 
@@ -254,10 +260,16 @@ def _encode_chunked(
             parts.append(np.load(path, allow_pickle=False))
             continue
         vectors = encoder.encode(texts[start : start + chunk])
-        atomic_write(path, lambda p, v=vectors: np.save(p, v, allow_pickle=False))
+        atomic_write(path, lambda p, v=vectors: _save_npy(p, v))
         parts.append(vectors)
     dim = parts[0].shape[1] if parts else 0
     return np.concatenate(parts) if parts else np.zeros((0, dim), np.float32)
+
+
+def _save_npy(path: Path, array: np.ndarray) -> None:
+    # Through a handle: np.save would append ".npy" to a temporary name.
+    with open(path, "wb") as handle:
+        np.save(handle, array, allow_pickle=False)
 
 
 def _llm_summaries(
@@ -329,8 +341,16 @@ def build_semantics(
     texts = item_texts(item_features, list(item_ids), config.item_fields or None)
     lists = prefix_item_lists(users, lengths, flat, user_offsets, config.summary_items)
     settings = asdict(config)
-    for key in ("cache_dir", "device", "encoder_batch_size", "chunk_size"):
+    for key in (
+        "cache_dir",
+        "device",
+        "encoder_batch_size",
+        "chunk_size",
+        "generation",
+    ):
         settings.pop(key)
+    if config.summary == "llm":  # generation settings change the summaries
+        settings["generation"] = asdict(config.generation)
     settings["version"] = FORMAT_VERSION
     fingerprint = _fingerprint(
         {"settings": settings, "texts": texts},

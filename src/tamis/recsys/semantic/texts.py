@@ -30,13 +30,13 @@ SUMMARY_SYSTEM = (
 )
 
 
-def _as_text(value: Any) -> str:
+def _as_text(value: Any, sep: str = ", ") -> str:
     if value is None:
         return ""
     if isinstance(value, str):
         return value.strip()
     if isinstance(value, Sequence):
-        return ", ".join(str(v).strip() for v in value if str(v).strip())
+        return sep.join(str(v).strip() for v in value if str(v).strip())
     return str(value).strip()
 
 
@@ -49,8 +49,9 @@ def item_texts(
 
     The title (the first of ``title``, ``movie_title``, ``name``, ``text`` that the
     item has) comes first; every other field follows as ``"field: value"``;
-    list-valued fields are joined by commas. An item with no side information is
-    described by its raw id, so that every item gets a (weak) text.
+    list-valued fields are joined by commas (a tokenised title by spaces). An
+    item with no side information is described by its raw id, so that every
+    item gets a (weak) text.
 
     Args:
         item_features: Feature name -> one value per item (dense id order).
@@ -79,7 +80,8 @@ def item_texts(
     for i in range(n):
         parts = []
         for name in names:
-            value = _as_text(item_features[name][i])
+            # Token lists (a tokenised title) join with spaces, others with commas.
+            value = _as_text(item_features[name][i], " " if name == title_key else ", ")
             if value:
                 parts.append(value if name == title_key else f"{name}: {value}")
         texts.append(". ".join(parts) if parts else f"item {item_ids[i]}")
