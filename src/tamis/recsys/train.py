@@ -173,6 +173,81 @@ class _Batches:
         return batch, len(shard)
 
 
+def _train_epoch(
+    objective: Objective,
+    model: Recommender,
+    params: list[nn.Parameter],
+    optimizer: torch.optim.Optimizer,
+    batches: _Batches,
+    steps: list[torch.Tensor],
+    device: torch.device,
+) -> dict[str, Any]:
+    """One optimisation pass; returns mean loss, logs and timings."""
+    t0, c0 = time.perf_counter(), time.process_time()
+    total_loss, total_n = 0.0, 0
+    logs_sum: dict[str, float] = {}
+    for idx in progress(steps, desc="training"):
+        batch, n_local = batches.make(idx, device)
+        if n_local == 0:  # a rank with an empty shard still joins the all-reduce
+            loss, logs = sum(p.sum() * 0.0 for p in params), {}
+        else:
+            loss, logs = objective(model, batch)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if world_size() > 1:
+            _all_reduce_grads(params, float(n_local), float(len(idx)))
+        optimizer.step()
+        total_loss += float(loss.detach()) * n_local
+        total_n += n_local
+        for k, v in logs.items():
+            logs_sum[k] = logs_sum.get(k, 0.0) + v * n_local
+    return {
+        "loss": total_loss / max(total_n, 1),
+        "train_seconds": time.perf_counter() - t0,
+        # CPU time of this process (all threads): robust to a busy machine.
+        "train_cpu_seconds": time.process_time() - c0,
+        **{k: v / max(total_n, 1) for k, v in logs_sum.items()},
+    }
+
+
+def _checkpoint(
+    run: Run,
+    modules: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    trainer_state: dict[str, Any],
+    keep: int,
+) -> None:
+    """Save model, objective, optimizer, RNGs and early-stopping state (rank 0)."""
+    if not is_main_process():
+        return
+    tensors, state = capture_training_state(modules, optimizer)
+    state["trainer"] = trainer_state
+    save_checkpoint(run.checkpoint_dir, trainer_state["epoch"], tensors, state, keep)
+
+
+def _resume(
+    run: Run,
+    modules: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    result: TrainResult,
+) -> tuple[int, int, dict[str, torch.Tensor]] | None:
+    """Restore the latest checkpoint; ``(epoch, bad_epochs, best weights)``."""
+    ckpt = latest_checkpoint(run.checkpoint_dir)
+    if ckpt is None:
+        return None
+    restore_training_state(ckpt, modules, optimizer)
+    st = ckpt.state["trainer"]
+    result.best_epoch, result.best_metric = st["best_epoch"], st["best_metric"]
+    result.history = st["history"]
+    model = modules["model"]
+    best = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    if (run.path / BEST).is_file():
+        best = load_file(str(run.path / BEST))
+    run.metrics.truncate_after(st["epoch"])
+    log.info("resumed from %s (epoch %d)", ckpt.path, st["epoch"])
+    return st["epoch"], st["bad_epochs"], best
+
+
 def fit_model(
     model: Recommender,
     split: SequentialSplit,
@@ -225,17 +300,9 @@ def fit_model(
 
     # Resume: restore weights, optimizer, RNGs and the early-stopping state.
     if resume and run is not None:
-        ckpt = latest_checkpoint(run.checkpoint_dir)
-        if ckpt is not None:
-            restore_training_state(ckpt, modules, optimizer)
-            st = ckpt.state["trainer"]
-            start_epoch, bad_epochs = st["epoch"], st["bad_epochs"]
-            result.best_epoch, result.best_metric = st["best_epoch"], st["best_metric"]
-            result.history = st["history"]
-            if (run.path / BEST).is_file():
-                best_state = load_file(str(run.path / BEST))
-            run.metrics.truncate_after(start_epoch)
-            log.info("resumed from %s (epoch %d)", ckpt.path, start_epoch)
+        restored = _resume(run, modules, optimizer, result)
+        if restored is not None:
+            start_epoch, bad_epochs, best_state = restored
 
     clock = time.perf_counter()
     for epoch in range(start_epoch, train.epochs):
@@ -254,39 +321,14 @@ def fit_model(
         # One pass over the shuffled training samples.
         modules.train()
         objective.on_epoch_start(epoch)
-        t0, c0 = time.perf_counter(), time.process_time()
         order, gen = _epoch_order(seed, epoch, batches.n)
         steps = batches.batch_indices(
             order, train.batch_size, train.bucket_by_length, gen
         )
-        total_loss, total_n = 0.0, 0
-        logs_sum: dict[str, float] = {}
-        for idx in progress(steps, desc=f"epoch {epoch + 1}"):
-            batch, n_local = batches.make(idx, device)
-            n_global = len(idx)
-            if n_local == 0:
-                loss = sum(p.sum() * 0.0 for p in params)
-                logs: dict[str, float] = {}
-            else:
-                loss, logs = objective(modules["model"], batch)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if world_size() > 1:
-                _all_reduce_grads(params, float(n_local), float(n_global))
-            optimizer.step()
-            total_loss += float(loss.detach()) * n_local
-            total_n += n_local
-            for k, v in logs.items():
-                logs_sum[k] = logs_sum.get(k, 0.0) + v * n_local
-        train_seconds = time.perf_counter() - t0
-        record: dict[str, Any] = {
-            "epoch": epoch + 1,
-            "loss": total_loss / max(total_n, 1),
-            "train_seconds": train_seconds,
-            # CPU time of this process (all threads): robust to a busy machine.
-            "train_cpu_seconds": time.process_time() - c0,
-            **{k: v / max(total_n, 1) for k, v in logs_sum.items()},
-        }
+        record = _train_epoch(
+            objective, model, params, optimizer, batches, steps, device
+        )
+        record = {"epoch": epoch + 1, **record}
 
         # Validate, keep the best weights, count epochs without improvement.
         if (epoch + 1) % train.eval_every == 0 or epoch + 1 == train.epochs:
@@ -320,7 +362,7 @@ def fit_model(
                 value,
                 result.best_metric,
                 result.best_epoch,
-                train_seconds,
+                record["train_seconds"],
             )
         result.history.append(record)
         result.epochs_run = epoch + 1
@@ -328,22 +370,14 @@ def fit_model(
         # Metrics line and checkpoint of this epoch.
         if run is not None:
             run.log_metrics(epoch + 1, **record)
-            if is_main_process():
-                tensors, state = capture_training_state(modules, optimizer)
-                state["trainer"] = {
-                    "epoch": epoch + 1,
-                    "bad_epochs": bad_epochs,
-                    "best_epoch": result.best_epoch,
-                    "best_metric": result.best_metric,
-                    "history": result.history,
-                }
-                save_checkpoint(
-                    run.checkpoint_dir,
-                    epoch + 1,
-                    tensors,
-                    state,
-                    keep=train.keep_checkpoints,
-                )
+            trainer_state = {
+                "epoch": epoch + 1,
+                "bad_epochs": bad_epochs,
+                "best_epoch": result.best_epoch,
+                "best_metric": result.best_metric,
+                "history": result.history,
+            }
+            _checkpoint(run, modules, optimizer, trainer_state, train.keep_checkpoints)
     if bad_epochs >= train.patience:
         result.stopped_early = True
 
