@@ -93,13 +93,14 @@ class EvaluateConfig:
 class SensitivityConfig:
     """Sens-Merging's measuring pass -> a per-layer coefficients file."""
 
+    output: Path = param(help="coefficients JSON file to write")
+
     experts: list[str] = param(
         help="expert model directories, in merge order", factory=list
     )
     calibration: list[TaskSpec] = param(
         help="one calibration task per expert, same order", factory=list
     )
-    output: Path = param(help="coefficients JSON file to write")
     base_model: str | None = param(
         None, "base directory (needed for sensitivity_on=delta)"
     )
@@ -163,8 +164,8 @@ class MergeConfig:
     """A merge: base model, experts, method, parameters, output."""
 
     method: str = param(help="merge method", choices=METHODS)
-    models: list[MergeModel] = param(help="expert (or soup) models", factory=list)
     output: Path = param(help="output model directory")
+    models: list[MergeModel] = param(help="expert (or soup) models", factory=list)
     base_model: str | None = param(None, "base model directory (all but linear)")
     parameters: MergeParameters = param(
         help="method parameters", factory=MergeParameters

@@ -186,12 +186,17 @@ def _stream_tensor(
         b = base.read(name, rows).to(torch.float32)
         return b, [m - b for m in fp]  # task vectors
 
-    # Whole-tensor statistic first (from blocks if the tensor is large).
-    stats: dict[str, Any] = {}
-    if method.statistic is not None and blocks == [None]:
+    # A tensor small enough is read once and merged whole.
+    if blocks == [None]:
         b, deltas = read_block(None)
-        stats = method.statistic(name, deltas, params)
-    elif method.statistic is not None:
+        stats = method.statistic(name, deltas, params) if method.statistic else {}
+        merged = method.combine(b, deltas, params, stats, name, 0)
+        writer.write(name, merged.to(out_dtype))
+        return
+
+    # A large one: whole-tensor statistic from a pass over its blocks first.
+    stats: dict[str, Any] = {}
+    if method.statistic is not None:
 
         def expert_blocks(i: int) -> Iterator[torch.Tensor]:
             for rows in blocks:
@@ -203,9 +208,8 @@ def _stream_tensor(
     # Combine block by block and write each in place.
     for rows in blocks:
         b, deltas = read_block(rows)
-        offset = rows[0] * row if rows is not None else 0
-        merged = method.combine(b, deltas, params, stats, name, offset)
-        writer.write(name, merged.to(out_dtype), rows[0] if rows else 0)
+        merged = method.combine(b, deltas, params, stats, name, rows[0] * row)
+        writer.write(name, merged.to(out_dtype), rows[0])
 
 
 def run_merge(plan: MergePlan) -> dict[str, Any]:
