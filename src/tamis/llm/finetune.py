@@ -122,7 +122,7 @@ def finetune(
         if config.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
         optimizer.step()
-        window.append(float(loss))
+        window.append(loss.item())
 
         # Log and checkpoint.
         done = step + 1

@@ -377,9 +377,10 @@ def generate(
     device = next(model.parameters()).device
     outputs = []
     for i in range(0, len(prompts), batch_size):
-        chunk = [
-            (tokenizer.encode(p)[-max_length:], []) for p in prompts[i : i + batch_size]
+        encoded = [
+            tokenizer.encode(p)[-max_length:] for p in prompts[i : i + batch_size]
         ]
+        chunk = [(ids, [-100] * len(ids)) for ids in encoded]
         batch = pad_batch(chunk, tokenizer.pad_token_id, left=True)
         ids = model.generate(
             input_ids=batch["input_ids"].to(device),
