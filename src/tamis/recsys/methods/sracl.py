@@ -31,6 +31,7 @@ encoding, at most one epoch old, so that neighbours cost no backbone pass.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,6 +48,8 @@ from tamis.recsys.semantic.pipeline import (
     SemanticsConfig,
     semantics_for_split,
 )
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "SRACLArgs",
@@ -447,6 +450,16 @@ class SRACLObjective(Objective):
             )
         semantics = semantics_for_split(split, config.semantics)
         self.semantics_info = dict(semantics.info)
+        log.info(
+            "sra-cl semantics: %s; encoder %s; %d prefixes, k=%d; same-user "
+            "neighbour share %.3f; cache %s",
+            semantics.info.get("summary_source"),
+            semantics.info.get("encoder"),
+            len(semantics.prefix_neighbours),
+            config.semantics.k,
+            semantics.same_user_share(),
+            semantics.info.get("folder"),
+        )
         from tamis.recsys.train import model_max_len
 
         max_len = model_max_len(model)
