@@ -52,6 +52,7 @@ from tamis.screening.data.ligands import read_reference_ligand
 from tamis.screening.evaluate import ecfp_scores
 from tamis.screening.index import LigandIndex
 from tamis.screening.metrics import mean_over_targets, screening_metrics
+from tamis.screening.model import collate_pockets
 from tamis.screening.screen import Screener, pocket_from_files
 from tamis.screening.sites import predict_sites, site_metrics
 from tamis.screening.train import (
@@ -59,7 +60,9 @@ from tamis.screening.train import (
     load_trained,
     read_fasta,
     save_trained,
+    stage1_exclusions,
     stage1_pairs,
+    stage1_table,
 )
 
 log = logging.getLogger("tamis.bench.screening")
@@ -116,10 +119,16 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--max-decoys", type=int, default=1000)
     p.add_argument("--ligand-only-decoys", type=int, default=500)
     p.add_argument("--folds", type=int, default=3)
-    p.add_argument("--stage1-steps", type=int, default=150)
-    p.add_argument("--stage2-steps", type=int, default=80)
+    p.add_argument("--stage1-steps", type=int, default=100)
+    p.add_argument("--stage2-steps", type=int, default=60)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--throughput-library", type=int, default=500_000)
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch CPU threads (1 is faster on an oversubscribed box)",
+    )
     return p.parse_args()
 
 
@@ -162,11 +171,45 @@ def chain_sequence(item: PocketItem) -> str:
     return item.pocket.sequence
 
 
+def measure_throughput(rec, targets, model_dir, n_index):
+    """Molecules encoded per second and index scores per second."""
+    lib = [r for t in targets.values() for r in t.decoys][:4000]
+    screener = Screener(load_trained(model_dir), batch_size=512)
+    t1 = time.perf_counter()
+    from rdkit import Chem
+
+    mols = [Chem.MolFromSmiles(r.smiles) for r in lib]
+    emb, _, _ = screener.encode_library(
+        [type(r)(r.name, m, r.smiles) for r, m in zip(lib, mols, strict=True)]
+    )
+    enc_rate = len(lib) / (time.perf_counter() - t1)
+    rng = np.random.default_rng(0)
+    base_vecs = rng.normal(size=(n_index, 128)).astype(np.float32)
+    base_vecs /= np.linalg.norm(base_vecs, axis=1, keepdims=True)
+    index = LigandIndex(128)
+    index.add(base_vecs, [""] * len(base_vecs), [""] * len(base_vecs))
+    queries = base_vecs[:16]
+    t1 = time.perf_counter()
+    _ = index.search(queries, 100)
+    search_rate = len(queries) * len(index) / (time.perf_counter() - t1)
+    rec.put(
+        "throughput",
+        {
+            "molecules_encoded_per_s_from_smiles": enc_rate,
+            "index_scores_per_s": search_rate,
+            "library_size_for_index": len(index),
+            "note": "SMILES parsing + 2D featurisation + graph network, batch 512; "
+            "FAISS IndexFlatIP top-100 for 16 pockets. Shared, loaded machine.",
+        },
+    )
+
+
 def main() -> None:
     args = parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     logging.getLogger("tamis.screening.data.ligands").setLevel(logging.ERROR)
     torch.manual_seed(args.seed)
+    torch.set_num_threads(args.threads)
     rec = Recorder(args.out, args)
     scr = args.data_dir / "screening"
     dude = scr / "dude"
@@ -220,6 +263,13 @@ def main() -> None:
     }
     stage1 = {}
     timings: dict[str, float] = {}
+    t1 = time.perf_counter()
+    probe_cfg = from_dict(
+        TrainConfig, {**base, "stage1": s1_common, "stage2": {"steps": 0}}
+    )
+    exclude = stage1_exclusions(probe_cfg, stage1_table(probe_cfg))
+    timings["stage1_homology_exclusion_s"] = time.perf_counter() - t1
+    rec.put("stage1_excluded_proteins", sorted(exclude))
     for tag, sampling in (
         ("bds", {}),
         (
@@ -240,7 +290,7 @@ def main() -> None:
             "stage2": {"steps": 0},
         }
         t1 = time.perf_counter()
-        pairs = stage1_pairs(from_dict(TrainConfig, cfg_dict))
+        pairs = stage1_pairs(from_dict(TrainConfig, cfg_dict), exclude)
         prep = time.perf_counter() - t1
         path, secs = train_variant(f"stage1-{tag}", cfg_dict, work, pairs, [])
         stage1[tag] = path
@@ -255,6 +305,7 @@ def main() -> None:
             },
         )
     rec.put("timings", timings)
+    measure_throughput(rec, targets, stage1["bds"], args.throughput_library)
 
     # -- stage-2 items: complexes and targets --------------------------------
     complexes: list[PocketItem] = []
@@ -335,11 +386,10 @@ def main() -> None:
                         trained, target_items[n].pocket.sequence, probe
                     )
                     sites[n] = site_metrics(probs, target_items[n].pocket.site_labels)
-                    _, beta, _ = trained.pocket_states(
-                        __import__(
-                            "tamis.screening.model", fromlist=["x"]
-                        ).collate_pockets([pockets[n]], trained.shape.max_seq_len)
-                    )
+                    with torch.no_grad():
+                        _, beta, _ = trained.pocket_states(
+                            collate_pockets([pockets[n]], trained.shape.max_seq_len)
+                        )
                     b = beta[0].detach().numpy()
                     gates[n] = {
                         "mean": float(b.mean()),
@@ -375,36 +425,6 @@ def main() -> None:
             {"per_target": lo_results, "mean": mean_over_targets(lo_results)},
         )
 
-    # -- throughput ----------------------------------------------------------
-    lib = [r for t in targets.values() for r in t.decoys][:4000]
-    screener = Screener(load_trained(stage1["bds"]), batch_size=512)
-    t1 = time.perf_counter()
-    from rdkit import Chem
-
-    mols = [Chem.MolFromSmiles(r.smiles) for r in lib]
-    emb, _, _ = screener.encode_library(
-        [type(r)(r.name, m, r.smiles) for r, m in zip(lib, mols, strict=True)]
-    )
-    enc_rate = len(lib) / (time.perf_counter() - t1)
-    rng = np.random.default_rng(0)
-    base_vecs = rng.normal(size=(args.throughput_library, 128)).astype(np.float32)
-    base_vecs /= np.linalg.norm(base_vecs, axis=1, keepdims=True)
-    index = LigandIndex(128)
-    index.add(base_vecs, [""] * len(base_vecs), [""] * len(base_vecs))
-    queries = base_vecs[:16]
-    t1 = time.perf_counter()
-    _ = index.search(queries, 100)
-    search_rate = len(queries) * len(index) / (time.perf_counter() - t1)
-    rec.put(
-        "throughput",
-        {
-            "molecules_encoded_per_s_from_smiles": enc_rate,
-            "index_scores_per_s": search_rate,
-            "library_size_for_index": len(index),
-            "note": "SMILES parsing + 2D featurisation + graph network, batch 512; "
-            "FAISS IndexFlatIP top-100 for 16 pockets. Shared, loaded machine.",
-        },
-    )
     rec.data["complete"] = True
     rec.put("mean", summary)
     print(

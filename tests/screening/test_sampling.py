@@ -68,3 +68,19 @@ def test_every_switch_is_counted(synthetic) -> None:
     # Uniform weights per protein without homology weighting.
     excluded = build_pairs(table, SamplingOptions(), exclude_proteins={"P00"})
     assert excluded.report.excluded_pairs > 0 and "P00" not in excluded.sequences
+
+
+def test_semiglobal_identity_and_diagonal_prefilter() -> None:
+    from tamis.screening.data.align import sequence_identity
+    from tamis.screening.data.sampling import diagonal_hits
+
+    rng = np.random.default_rng(0)
+    letters = list("ACDEFGHIKLMNPQRSTVWY")
+    long = "".join(rng.choice(letters, 600))
+    short = "".join(rng.choice(letters, 120))
+    # A random short sequence is not spread over a long one (free end gaps).
+    assert sequence_identity(short, long) < 0.3
+    domain = long[200:320]
+    assert sequence_identity(domain, long) == 1.0
+    assert diagonal_hits(domain, long) >= 100
+    assert diagonal_hits(short, long) < 8

@@ -32,7 +32,7 @@ from tamis.core.io import atomic_write, atomic_write_json
 from tamis.core.progress import progress
 from tamis.core.runs import Run
 from tamis.screening.config import ModelConfig, TrainConfig
-from tamis.screening.data.activity import read_activity
+from tamis.screening.data.activity import ActivityTable, read_activity
 from tamis.screening.data.complexes import (
     PocketItem,
     find_complexes,
@@ -59,6 +59,8 @@ __all__ = [
     "build_model",
     "read_fasta",
     "stage1_pairs",
+    "stage1_table",
+    "stage1_exclusions",
     "stage2_items",
     "Trainer",
     "run_training",
@@ -129,12 +131,9 @@ def read_fasta(path: str | Path) -> dict[str, str]:
     return out
 
 
-def stage1_pairs(cfg: TrainConfig) -> PairSet | None:
-    """Positive pairs of stage 1 after target exclusion and sampling."""
-    s1 = cfg.stage1
-    if s1.steps == 0 or not s1.activity:
-        return None
-    tables = [read_activity(p) for p in s1.activity]
+def stage1_table(cfg: TrainConfig) -> ActivityTable:
+    """All stage-1 activity tables, concatenated."""
+    tables = [read_activity(p) for p in cfg.stage1.activity]
     table = tables[0]
     for other in tables[1:]:
         table.smiles += other.smiles
@@ -142,23 +141,44 @@ def stage1_pairs(cfg: TrainConfig) -> PairSet | None:
         table.protein_ids += other.protein_ids
         table.sequences.update(other.sequences)
         table.affinity = np.r_[table.affinity, other.affinity]
-    exclude: set[str] = set()
-    if s1.exclude_fasta:
-        refs = read_fasta(s1.exclude_fasta)
-        names = s1.exclude_targets or list(refs)
-        missing = [n for n in names if n not in refs]
-        if missing:
-            raise ValueError(
-                f"stage1.exclude_targets: {missing} not in {s1.exclude_fasta}"
-            )
-        exclude = homologous_to(
-            table.sequences, [refs[n] for n in names], s1.exclude_identity
-        )
-        log.info(
-            "stage 1: %d of %d proteins excluded as homologs of test targets",
-            len(exclude),
-            len(table.sequences),
-        )
+    return table
+
+
+def stage1_exclusions(cfg: TrainConfig, table: ActivityTable) -> set[str]:
+    """Protein ids of ``table`` homologous to the configured test targets."""
+    s1 = cfg.stage1
+    if not s1.exclude_fasta:
+        return set()
+    refs = read_fasta(s1.exclude_fasta)
+    names = s1.exclude_targets or list(refs)
+    missing = [n for n in names if n not in refs]
+    if missing:
+        raise ValueError(f"stage1.exclude_targets: {missing} not in {s1.exclude_fasta}")
+    exclude = homologous_to(
+        table.sequences, [refs[n] for n in names], s1.exclude_identity
+    )
+    log.info(
+        "stage 1: %d of %d proteins excluded as homologs of test targets",
+        len(exclude),
+        len(table.sequences),
+    )
+    return exclude
+
+
+def stage1_pairs(cfg: TrainConfig, exclude: set[str] | None = None) -> PairSet | None:
+    """Positive pairs of stage 1 after target exclusion and sampling.
+
+    Args:
+        cfg: The config.
+        exclude: Precomputed excluded protein ids (default: computed from
+            ``stage1.exclude_fasta``).
+    """
+    s1 = cfg.stage1
+    if s1.steps == 0 or not s1.activity:
+        return None
+    table = stage1_table(cfg)
+    if exclude is None:
+        exclude = stage1_exclusions(cfg, table)
     sw = s1.sampling
     options = SamplingOptions(
         homology_weighting=sw.homology_weighting,

@@ -1,4 +1,4 @@
-"""Global sequence alignment (Needleman-Wunsch) vectorised over rows.
+"""Semi-global sequence alignment (Needleman-Wunsch, free end gaps), vectorised.
 
 Used to map structure residues onto a full sequence when residue numbering is
 broken, and to estimate pairwise sequence identity for homology clustering and
@@ -10,7 +10,26 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["global_align", "map_positions", "sequence_identity"]
+__all__ = ["global_align", "align_mapping", "map_positions", "sequence_identity"]
+
+
+def _bio_aligner():  # noqa: ANN202 - optional dependency
+    """Biopython's C aligner with the same scoring, or None if not installed."""
+    try:
+        from Bio import Align
+    except ImportError:
+        return None
+    return Align.PairwiseAligner(
+        mode="global",
+        match_score=2.0,
+        mismatch_score=-1.0,
+        open_gap_score=-2.0,
+        extend_gap_score=-2.0,
+        end_gap_score=0.0,
+    )
+
+
+_BIO = _bio_aligner()
 
 
 def _encode(seq: str) -> np.ndarray:
@@ -20,9 +39,11 @@ def _encode(seq: str) -> np.ndarray:
 def global_align(
     a: str, b: str, match: float = 2.0, mismatch: float = -1.0, gap: float = -2.0
 ) -> tuple[np.ndarray, float]:
-    """Align ``a`` to ``b`` globally.
+    """Align ``a`` to ``b`` end to end, with free gaps at both ends (semi-global).
 
-    Each row of the dynamic-programming table is computed with NumPy: the
+    End gaps are free so that a fragment (observed residues, a domain) aligns
+    to the matching region of a longer sequence instead of being spread over
+    it. Each row of the dynamic-programming table is computed with NumPy: the
     diagonal and vertical moves are element-wise, and the horizontal move (a run
     of gaps in ``a``) is a running maximum of ``H - j * gap``.
 
@@ -31,7 +52,7 @@ def global_align(
         b: Second sequence (length n).
         match: Score of identical letters.
         mismatch: Score of different letters.
-        gap: Score of one gap position (negative).
+        gap: Score of one interior gap position (negative).
 
     Returns:
         ``(mapping, score)``: (m,) int array giving for each position of ``a`` its
@@ -42,34 +63,38 @@ def global_align(
     x, y = _encode(a), _encode(b)
     m, n = len(x), len(y)
     if m == 0 or n == 0:
-        return np.full(m, -1, dtype=np.int64), gap * (m + n)
+        return np.full(m, -1, dtype=np.int64), 0.0
     cols = np.arange(n + 1)
-    prev = cols * gap  # row 0: (n + 1,)
+    prev = np.zeros(n + 1)  # row 0: leading gaps in a are free
+    last_col = np.zeros(m + 1)
     moves = np.zeros((m + 1, n + 1), dtype=np.int8)  # 0 diag, 1 up, 2 left
     moves[0, 1:] = 2
+    moves[1:, 0] = 1
     for i in range(1, m + 1):
         sub = np.where(y == x[i - 1], match, mismatch)  # (n,)
         row = np.empty(n + 1)
-        row[0] = i * gap
+        row[0] = 0.0  # leading gaps in b are free
         diag = prev[:-1] + sub
         up = prev[1:] + gap
-        best = np.maximum(diag, up)
+        row[1:] = np.maximum(diag, up)
         move = np.where(diag >= up, 0, 1).astype(np.int8)
-        row[1:] = best
         # Horizontal gaps: row[j] = max_k<=j (row[k] + (j - k) * gap).
-        shifted = row - cols * gap
-        running = np.maximum.accumulate(shifted) + cols * gap
+        running = np.maximum.accumulate(row - cols * gap) + cols * gap
         left = running > row + 1e-12
         row = np.where(left, running, row)
-        move = np.where(left[1:], 2, move)
-        moves[i, 1:] = move
-        moves[i, 0] = 1
+        moves[i, 1:] = np.where(left[1:], 2, move)
         prev = row
-    score = float(prev[-1])
+        last_col[i] = row[n]
 
-    # Trace back from the bottom-right corner.
+    # Best end cell on the last row or column (trailing gaps are free).
+    j_best, i_best = int(np.argmax(prev)), int(np.argmax(last_col))
+    if prev[j_best] >= last_col[i_best]:
+        i, j, score = m, j_best, float(prev[j_best])
+    else:
+        i, j, score = i_best, n, float(last_col[i_best])
+
+    # Trace back until one sequence is exhausted.
     mapping = np.full(m, -1, dtype=np.int64)
-    i, j = m, n
     while i > 0 and j > 0:
         mv = moves[i, j]
         if mv == 0:
@@ -82,12 +107,27 @@ def global_align(
     return mapping, score
 
 
+def align_mapping(a: str, b: str) -> np.ndarray:
+    """(len(a),) aligned position in ``b`` of each letter of ``a`` (-1: gap).
+
+    Uses Biopython's C implementation of the same semi-global scoring when it
+    is installed (about 20x faster on long sequences), else :func:`global_align`.
+    """
+    if _BIO is None or not a or not b:
+        return global_align(a, b)[0]
+    aln = _BIO.align(a.upper(), b.upper())[0]
+    mapping = np.full(len(a), -1, dtype=np.int64)
+    for (s0, s1), (t0, _) in zip(*aln.aligned, strict=True):
+        mapping[s0:s1] = np.arange(t0, t0 + (s1 - s0))
+    return mapping
+
+
 def map_positions(observed: str, full: str) -> np.ndarray:
     """Positions in ``full`` of each residue of ``observed`` (-1 if unplaced).
 
     Only identical letters are kept as mapped; a mismatch aligned by chance is -1.
     """
-    mapping, _ = global_align(observed, full)
+    mapping = align_mapping(observed, full)
     obs, ful = _encode(observed), _encode(full)
     ok = mapping >= 0
     same = np.zeros_like(ok)
@@ -99,7 +139,7 @@ def sequence_identity(a: str, b: str) -> float:
     """Identical aligned positions divided by the shorter sequence's length."""
     if not a or not b:
         return 0.0
-    mapping, _ = global_align(a, b)
+    mapping = align_mapping(a, b)
     ok = mapping >= 0
     same = int((_encode(a)[ok] == _encode(b)[mapping[ok]]).sum())
     return same / min(len(a), len(b))

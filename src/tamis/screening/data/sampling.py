@@ -1,7 +1,8 @@
 """Bilateral data sampling (BDS) of S²Drug for stage-1 activity pairs.
 
-Protein side: homology clusters at 40% identity (a greedy clustering on
-k-mer profiles refined by global alignment; MMseqs2 is not assumed) with
+Protein side: homology clusters at 40% identity (greedy clustering with an
+alignment-free identity estimate from diagonal 3-mer hits, or with semi-global
+alignment as an option; MMseqs2 is not assumed) with
 sampling probability ``1 / |C|^alpha`` per protein, and redundancy removal that
 keeps one representative per near-identical group (mutants, isoforms) — the one
 with the most distinct ligands. Ligand side: drop pairs whose repeated
@@ -36,6 +37,8 @@ __all__ = [
     "pains_mask",
     "build_pairs",
     "homologous_to",
+    "diagonal_hits",
+    "estimate_identity",
 ]
 
 log = logging.getLogger(__name__)
@@ -56,6 +59,7 @@ class SamplingOptions:
     max_partners: int = 20
     pains_filter: bool = True
     positive_threshold: float = 7.0
+    cluster_method: str = "kmer"
 
 
 @dataclass
@@ -115,41 +119,86 @@ def kmer_similarity(a: set[str], b: set[str]) -> float:
     return len(a & b) / min(len(a), len(b))
 
 
+def diagonal_hits(a: str, b: str, k: int = 3, band: int = 21) -> int:
+    """Most shared k-mers falling in one band of alignment diagonals.
+
+    A FASTA-style prefilter: homologous regions put many identical k-mers on
+    nearly the same diagonal ``j - i``; chance matches spread over all of them.
+    """
+    if len(a) < k or len(b) < k:
+        return 0
+    where: dict[str, list[int]] = defaultdict(list)
+    for j in range(len(b) - k + 1):
+        where[b[j : j + k]].append(j)
+    diags = [
+        j - i + len(a)
+        for i in range(len(a) - k + 1)
+        for j in where.get(a[i : i + k], ())
+    ]
+    if not diags:
+        return 0
+    counts = np.bincount(np.asarray(diags), minlength=len(a) + len(b) + 1)
+    return int(np.convolve(counts, np.ones(band, dtype=np.int64), "valid").max())
+
+
 def _similar(
-    a: str, b: str, pa: set[str], pb: set[str], identity: float, max_len: int = 800
+    a: str, b: str, pa: set[str], pb: set[str], identity: float, max_len: int = 1200
 ) -> bool:
-    """Identity >= threshold: k-mer screen first, alignment for the unclear band."""
-    sim = kmer_similarity(pa, pb)
-    if sim >= 0.6:
-        return True  # near-identical k-mer content: same family at high identity
-    if sim < 0.12:
-        return False  # random-like 3-mer sharing: far below 40% identity
-    return sequence_identity(a[:max_len], b[:max_len]) >= identity
+    """Identity >= threshold: k-mer screens first, alignment for the unclear band."""
+    if kmer_similarity(pa, pb) >= 0.8:
+        return True  # near-identical k-mer content
+    a, b = a[:max_len], b[:max_len]
+    # Chance hits per band grow with length (about L * band / 20^3).
+    expected = min(len(a), len(b)) * 21 / 8000
+    if diagonal_hits(a, b) < max(8.0, 3.0 * expected):
+        return False  # no diagonal rich in identical 3-mers: far below 40%
+    return sequence_identity(a, b) >= identity
 
 
-def greedy_clusters(sequences: dict[str, str], identity: float = 0.4) -> dict[str, int]:
+def estimate_identity(a: str, b: str) -> float:
+    """Alignment-free identity estimate from diagonal 3-mer hits.
+
+    If aligned letters are identical with probability p, a 3-mer is conserved
+    with probability about p^3, so ``p ~ (hits / L)^(1/3)`` with L the shorter
+    length. Indels longer than the band make this an underestimate.
+    """
+    n = min(len(a), len(b)) - 2
+    if n <= 0:
+        return 0.0
+    return min(1.0, diagonal_hits(a, b) / n) ** (1 / 3)
+
+
+def greedy_clusters(
+    sequences: dict[str, str], identity: float = 0.4, method: str = "kmer"
+) -> dict[str, int]:
     """Greedy clustering: longest sequence first, join the first matching centre.
 
     Args:
         sequences: Protein id -> sequence.
         identity: Identity threshold of cluster membership.
+        method: ``kmer`` (alignment-free estimate, fast) or ``align`` (k-mer
+            screens, then semi-global alignment identity).
 
     Returns:
         Protein id -> cluster index.
     """
+    if method not in ("kmer", "align"):
+        raise ValueError(f"method: got {method!r}, expected kmer or align")
     ids = sorted(sequences, key=lambda p: (-len(sequences[p]), p))
     profiles = {p: kmer_profile(sequences[p]) for p in ids}
     centres: list[str] = []
     out: dict[str, int] = {}
     for pid in ids:
         for c_idx, centre in enumerate(centres):
-            if _similar(
-                sequences[pid],
-                sequences[centre],
-                profiles[pid],
-                profiles[centre],
-                identity,
-            ):
+            a, b = sequences[pid], sequences[centre]
+            if method == "kmer" and identity >= 0.9:
+                # Near-identical (mutants, isoforms): shared 3-mer content.
+                same = kmer_similarity(profiles[pid], profiles[centre]) >= identity
+            elif method == "kmer":
+                same = estimate_identity(a, b) >= identity
+            else:
+                same = _similar(a, b, profiles[pid], profiles[centre], identity)
+            if same:
                 out[pid] = c_idx
                 break
         else:
@@ -250,7 +299,9 @@ def build_pairs(
     if options.redundancy_removal:
         prots = sorted({p for _, p in pairs})
         groups = greedy_clusters(
-            {p: table.sequences[p] for p in prots}, options.redundancy_identity
+            {p: table.sequences[p] for p in prots},
+            options.redundancy_identity,
+            options.cluster_method,
         )
         n_ligs = Counter(p for _, p in pairs)
         best: dict[int, str] = {}
@@ -290,7 +341,9 @@ def build_pairs(
     prots = sorted({p for _, p in pairs})
     if options.homology_weighting and prots:
         clusters = greedy_clusters(
-            {p: table.sequences[p] for p in prots}, options.identity
+            {p: table.sequences[p] for p in prots},
+            options.identity,
+            options.cluster_method,
         )
         prot_w = cluster_weights(clusters, options.alpha)
         sizes = Counter(clusters.values())
