@@ -207,3 +207,22 @@ def test_activity_folder_converts_nm(synthetic, tmp_path: Path) -> None:
     bad.write_text("a,b\n1,2\n")
     with pytest.raises(ValueError, match="SMILES column"):
         read_activity(bad)
+
+
+def test_numpy_and_biopython_alignments_agree_on_identity() -> None:
+    from tamis.screening.data import align
+
+    rng = np.random.default_rng(3)
+    letters = list("ACDEFGHIKLMNPQRSTVWY")
+    full = "".join(rng.choice(letters, 300))
+    frag = "".join(c if rng.random() > 0.3 else "W" for c in full[50:200])
+    numpy_map, _ = align.global_align(frag, full)
+    fast_map = align.align_mapping(frag, full)
+
+    def identical(mapping: np.ndarray) -> float:
+        pairs = zip(frag, mapping, strict=True)
+        return float(np.mean([full[j] == c for c, j in pairs if j >= 0]))
+
+    same_numpy, same_fast = identical(numpy_map), identical(fast_map)
+    assert abs(same_numpy - same_fast) < 0.05
+    assert np.median(numpy_map[numpy_map >= 0] - np.flatnonzero(numpy_map >= 0)) == 50
