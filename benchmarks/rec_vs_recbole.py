@@ -388,12 +388,14 @@ def run_one(side: str, python: Path, spec: dict, cache: Path) -> dict | None:
 def worker_main(side: str, spec_file: Path) -> int:
     """Entry point of a worker process: print one JSON line on stdout."""
     spec = json.loads(spec_file.read_text())
+    load_start = os.getloadavg()[0]
     if side == "recbole":
         result = recbole_worker(spec)
     else:
         sys.path.insert(0, str(REPO / "src"))
         result = tamis_worker(spec)
     result["peak_rss_mb"] = peak_rss_mb()
+    result["load_average_1min"] = [load_start, os.getloadavg()[0]]  # start, end
     sys.stdout.write(json.dumps(result) + "\n")
     return 0
 
@@ -422,6 +424,20 @@ def tamis_model_args(model: str) -> dict:
             "max_len": MAX_LEN,
         }
     return {"hidden": h["embedding_size"]}
+
+
+def _tamis_revision() -> str:
+    """Commit of this checkout, flagged when recsys sources differ from it."""
+    git = ["git", "-C", str(REPO)]
+    head = subprocess.run(
+        [*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
+    dirty = subprocess.run(
+        [*git, "status", "--porcelain", "src/tamis/recsys"],
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    return f"tamis {head}" + (" + uncommitted recsys changes" if dirty else "")
 
 
 def tamis_worker(spec: dict) -> dict:
@@ -510,7 +526,7 @@ def tamis_worker(spec: dict) -> dict:
         "train_loss": losses,
         **out,
         "history_masked": masked,
-        "library_version": "tamis (this checkout)",
+        "library_version": _tamis_revision(),
         "torch_version": torch.__version__,
     }
 
@@ -618,10 +634,15 @@ def summarise(runs: list[dict]) -> dict:
 def print_table(table: dict) -> None:
     """Human-readable figures on stdout."""
     head = (
-        f"{'dataset/model':18} {'side':8} {'seeds':>5} {'NDCG@10':>15} "
-        f"{'HR@10':>15} {'epoch s':>8} {'eval s':>7} {'peak MiB':>9}"
+        f"{'dataset/model':18} {'side':8} {'seeds':>5} {'test NDCG@10':>16} "
+        f"{'test HR@10':>16} {'epoch s':>8} {'ep cpu':>7} {'eval s':>7} "
+        f"{'ev cpu':>7} {'peak MiB':>9}"
     )
     sys.stdout.write(head + "\n" + "-" * len(head) + "\n")
+
+    def num(value: float | None, fmt: str) -> str:
+        return format(value, fmt) if value is not None else "-"
+
     for key, entry in table.items():
         for side in ("tamis", "recbole"):
             if side not in entry:
@@ -632,43 +653,49 @@ def print_table(table: dict) -> None:
             sys.stdout.write(
                 f"{key:18} {side:8} {len(s['seeds']):5d} {nd:8.4f}±{nds:.4f} "
                 f"{hr:8.4f}±{hrs:.4f} {s['train_epoch_seconds_mean']:8.1f} "
-                f"{s['valid_eval_seconds_mean']:7.2f} {s['peak_rss_mb_max']:9.0f}\n"
+                f"{num(s['train_epoch_cpu_seconds_mean'], '7.1f'):>7} "
+                f"{s['valid_eval_seconds_mean']:7.2f} "
+                f"{num(s['valid_eval_cpu_seconds_mean'], '7.2f'):>7} "
+                f"{s['peak_rss_mb_max']:9.0f}\n"
             )
         if "comparison" in entry:
             c = entry["comparison"]
             sys.stdout.write(
-                f"{'':18} epoch ratio {c['train_epoch_ratio_tamis_over_recbole']:.3f}"
-                f", eval speed-up {c['eval_speedup_recbole_over_tamis']:.1f}x, "
-                f"memory ratio {c['peak_rss_ratio_tamis_over_recbole']:.2f}\n"
+                f"{'':18} tamis/RecBole epoch time "
+                f"{c['train_epoch_ratio_tamis_over_recbole']:.2f} (CPU "
+                f"{num(c['train_epoch_cpu_ratio_tamis_over_recbole'], '.2f')}), "
+                f"eval speed-up {c['eval_speedup_recbole_over_tamis']:.1f}x (CPU "
+                f"{num(c['eval_cpu_speedup_recbole_over_tamis'], '.1f')}x), "
+                f"peak memory ratio {c['peak_rss_ratio_tamis_over_recbole']:.2f}\n"
             )
 
 
 def run_plan(args: argparse.Namespace) -> list[tuple[int, str, str]]:
     """(seed, dataset, model) in the order they run.
 
-    Seed-major for BPR and GRU4Rec (ML-100K first, it is smaller), so that every
-    model has one seed before any has a second; SASRec runs come last. The two
-    sides of a (seed, dataset, model) run back to back, under similar load.
+    The first seed of every model comes first (BPR and GRU4Rec, then SASRec,
+    the most expensive), then the further seeds, so an interrupted benchmark
+    still covers every model. The two sides of one (seed, dataset, model) run
+    back to back, under similar load.
     """
-    order = [
-        ("ml-100k", "bpr"),
-        ("beauty", "bpr"),
-        ("ml-100k", "gru4rec"),
-        ("beauty", "gru4rec"),
-    ]
-    plan = [
-        (seed, d, m)
-        for seed in args.seeds
-        for d, m in order
+    cheap = [
+        (d, m)
+        for d, m in [
+            ("ml-100k", "bpr"),
+            ("beauty", "bpr"),
+            ("ml-100k", "gru4rec"),
+            ("beauty", "gru4rec"),
+        ]
         if d in args.datasets and m in args.models
     ]
-    if "sasrec" in args.models:
-        plan += [
-            (seed, d, "sasrec")
-            for seed in args.sasrec_seeds
-            for d in ("ml-100k", "beauty")
-            if d in args.datasets
-        ]
+    sasrec = [d for d in ("ml-100k", "beauty") if d in args.datasets]
+    if "sasrec" not in args.models:
+        sasrec = []
+    first_cheap, first_sasrec = args.seeds[0], args.sasrec_seeds[0]
+    plan = [(first_cheap, d, m) for d, m in cheap]
+    plan += [(first_sasrec, d, "sasrec") for d in sasrec]
+    plan += [(seed, d, m) for seed in args.seeds[1:] for d, m in cheap]
+    plan += [(seed, d, "sasrec") for seed in args.sasrec_seeds[1:] for d in sasrec]
     return plan
 
 
@@ -775,6 +802,8 @@ def main() -> int:
             "history_masking": "off for SASRec/GRU4Rec (RecBole's behaviour), "
             "on for BPR",
             "epochs": wanted,
+            "seeds": {"bpr_gru4rec": args.seeds, "sasrec": args.sasrec_seeds},
+            "torch_threads_per_run": args.threads,
             "early_stopping": False,
             "evaluated_model": "after the last epoch",
             "max_sequence_length": MAX_LEN,
