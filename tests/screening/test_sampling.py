@@ -84,3 +84,36 @@ def test_semiglobal_identity_and_diagonal_prefilter() -> None:
     assert sequence_identity(domain, long) == 1.0
     assert diagonal_hits(domain, long) >= 100
     assert diagonal_hits(short, long) < 8
+
+
+def test_stage1_exclusion_from_fasta(synthetic, tmp_path) -> None:
+    from tamis.core.config import from_dict
+    from tamis.screening.config import TrainConfig
+    from tamis.screening.train import stage1_exclusions, stage1_table
+
+    table = read_activity(synthetic.activity)
+    fasta = tmp_path / "targets.fasta"
+    fasta.write_text(f">t0 test target\n{table.sequences['P00']}\n>other\nMKV\n")
+    cfg = from_dict(
+        TrainConfig,
+        {
+            "stage1": {
+                "activity": [str(synthetic.activity)],
+                "exclude_fasta": str(fasta),
+                "exclude_targets": ["t0"],
+            }
+        },
+    )
+    assert "P00" in stage1_exclusions(cfg, stage1_table(cfg))
+    bad = from_dict(
+        TrainConfig,
+        {
+            "stage1": {
+                "activity": [str(synthetic.activity)],
+                "exclude_fasta": str(fasta),
+                "exclude_targets": ["nope"],
+            }
+        },
+    )
+    with pytest.raises(ValueError, match="nope"):
+        stage1_exclusions(bad, table)
