@@ -54,6 +54,8 @@ VARIANTS: dict[str, tuple[str, str, dict[str, Any]]] = {
     "GRU4Rec": ("gru4rec", "next-item", {}),
     "GRU4Rec+SRA-CL": ("gru4rec", "sra-cl", {}),
     "SRA-CL (memory)": ("sasrec", "sra-cl", {"neighbour_encoding": "memory"}),
+    "SRA-CL (no-grad nb)": ("sasrec", "sra-cl", {"neighbour_encoding": "batch-nograd"}),
+    "SRA-CL (4 sampled nb)": ("sasrec", "sra-cl", {"neighbour_sample": 4}),
 }
 BASELINES = {"sasrec": ("SASRec", "CL4SRec"), "gru4rec": ("GRU4Rec",)}
 METRICS = ("hr@20", "ndcg@20", "hr@10", "ndcg@10")
@@ -230,7 +232,7 @@ def main() -> int:
     )
     parser.add_argument("--datasets", nargs="+", default=["scientific", "ml-100k"])
     parser.add_argument(
-        "--variants", nargs="+", default=[v for v in VARIANTS if "memory" not in v]
+        "--variants", nargs="+", default=[v for v in VARIANTS if "(" not in v]
     )
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument(
