@@ -260,7 +260,7 @@ def main() -> int:
         choices=["batch", "batch-nograd", "memory"],
     )
     parser.add_argument(
-        "--cache-dir", type=Path, default=HERE / "results" / ".sracl-cache"
+        "--cache-dir", type=Path, default=HERE.parent / "bench-work" / "sracl-cache"
     )
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, default=HERE / "results" / "sracl.json")
