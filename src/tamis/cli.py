@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -52,6 +53,9 @@ def cli(verbose: int, quiet: int) -> None:
     virtual screening."""
     _configure_logging(verbose, quiet)
     set_progress_enabled(quiet == 0)
+    if quiet:
+        # Hugging Face libraries draw their own bars; their switch is this variable.
+        os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
 
 
 @cli.command()
