@@ -100,6 +100,12 @@ def measure(cmd: list[str], env: dict[str, str] | None = None) -> dict[str, Any]
     return result
 
 
+def thread_env(args: argparse.Namespace) -> dict[str, str]:
+    """Environment fixing the number of compute threads of a child process."""
+    n = str(args.threads)
+    return {"OMP_NUM_THREADS": n, "MKL_NUM_THREADS": n}
+
+
 def evict(paths: list[Path]) -> None:
     """Drop these files' pages from the page cache (only ours)."""
     for path in paths:
@@ -256,6 +262,7 @@ def part_speed(args: argparse.Namespace) -> None:
             )
             row = {
                 "tool": "tamis",
+                "threads": args.threads,
                 "method": method,
                 "density": 0.5,
                 "cache": cache,
@@ -365,7 +372,15 @@ def finetune_expert(
 class Evaluator:
     """Loads states, merges in memory, scores; caches every result on disk."""
 
-    def __init__(self, base_dir: Path, expert_dirs: list[Path], cache: Path) -> None:
+    def __init__(
+        self,
+        base_dir: Path,
+        expert_dirs: list[Path],
+        cache: Path,
+        max_new_tokens: int = 96,
+        batch_size: int = 8,
+    ) -> None:
+        self.max_new_tokens, self.batch_size = max_new_tokens, batch_size
         from safetensors.torch import load_file
 
         from tamis.llm.models import load_model, load_tokenizer
@@ -409,7 +424,7 @@ class Evaluator:
         self.load(state_fn())
         if kind == "val":
             losses = {
-                n: answer_loss(self.model, self.tokenizer, d["val"], batch_size=8)
+                n: answer_loss(self.model, self.tokenizer, d["val"], self.batch_size)
                 for n, d in data.items()
             }
             result: Any = {
@@ -418,7 +433,9 @@ class Evaluator:
             }
         else:
             tasks = [d["test"] for d in data.values()]
-            result = evaluate_model(self.model, self.tokenizer, tasks, 8, 96)
+            result = evaluate_model(
+                self.model, self.tokenizer, tasks, self.batch_size, self.max_new_tokens
+            )
         result["seconds"] = time.perf_counter() - t
         self.cache[full] = result
         self._save()
@@ -451,7 +468,7 @@ def sens_coefficients(
 def part_quality(args: argparse.Namespace) -> None:
     import torch
 
-    from tamis.llm.merging import LayerCoefficients, MergeParams
+    from tamis.llm.merging import LayerCoefficients
     from tamis.llm.merging.sens_measure import SensSettings, measure
     from tamis.llm.models import load_model, load_tokenizer
     from tamis.text.models import packaged_smollm2_dir
@@ -538,6 +555,20 @@ def part_quality(args: argparse.Namespace) -> None:
     write_json(out_json, results)
 
     # 4. Validation search, then test, per method and variant.
+    results["merges"] = merge_study(ev, measured, data, args)
+    write_json(out_json, results)
+
+
+def merge_study(
+    ev: Evaluator, measured: Any, data: dict[str, Any], args: argparse.Namespace
+) -> dict[str, Any]:
+    """TA, TIES and DARE with uniform and Sens-Merging coefficients and ablations.
+
+    lambda (and T) are chosen by the mean validation answer loss; the chosen
+    setting is scored on test (DARE once per seed).
+    """
+    from tamis.llm.merging import MergeParams
+
     lambdas = [float(x) for x in args.lambdas.split(",")]
     temps = [float(x) for x in args.temperatures.split(",")]
     methods = {
@@ -547,13 +578,13 @@ def part_quality(args: argparse.Namespace) -> None:
     }
     variants = [("uniform", "inv")] + [(v, "inv") for v in ("full", "alpha", "tau")]
     variants += [("full", t) for t in args.extra_transforms.split(",") if t]
-    results["merges"] = {}
+    merges: dict[str, Any] = {}
     for method, opts in methods.items():
         for variant, transform in variants:
             label = f"{method}/{variant}" + (
                 f"/{transform}" if variant in ("full", "tau") else ""
             )
-            if label in results["merges"]:
+            if label in merges:
                 continue
 
             def params(lam: float, seed: int = 0, opts: dict = opts) -> Any:
@@ -607,17 +638,152 @@ def part_quality(args: argparse.Namespace) -> None:
                 )
                 for s in seeds
             ]
-            results["merges"][label] = {
+            merges[label] = {
                 "lambda": lam,
                 "temperature": temp,
                 "validation_mean_loss": val,
                 "test": tests,
                 "test_mean_accuracy": {
                     name: sum(t["tasks"][name]["accuracy"] for t in tests) / len(tests)
-                    for name in TASKS
+                    for name in data
                 },
             }
-            write_json(out_json, results)
+    return merges
+
+
+# Part "quality-tiny": the same study on tiny byte-level models and generated skills.
+
+
+def ci95(values: list[float]) -> dict[str, float]:
+    """Mean and half-width of a 95% t-interval."""
+    import statistics
+
+    t975 = {1: 12.71, 2: 4.30, 3: 3.18, 4: 2.78, 5: 2.57, 6: 2.45, 7: 2.36, 8: 2.31}
+    n = len(values)
+    mean = statistics.fmean(values)
+    if n < 2:
+        return {"mean": mean, "ci95": float("nan"), "n": n}
+    half = t975.get(n - 1, 2.0) * statistics.stdev(values) / n**0.5
+    return {"mean": mean, "ci95": half, "n": n}
+
+
+def part_quality_tiny(args: argparse.Namespace) -> None:
+    import torch
+
+    from tamis.llm.demo import train_full
+    from tamis.llm.merging import LayerCoefficients
+    from tamis.llm.merging.sens_measure import SensSettings, measure
+    from tamis.llm.models import (
+        ByteTokenizer,
+        load_model,
+        save_model,
+        tiny_llama,
+        tiny_llama_config,
+    )
+    from tamis.llm.synthetic import SKILLS, skill_tasks
+
+    torch.set_num_threads(1)  # tiny models: a second thread only spin-waits
+    out_json = HERE / "results/merging_quality_tiny.json"
+    results: dict[str, Any] = {
+        "setup": {
+            "model": "random Llama, byte tokens, hidden 64, 2 blocks, ~0.1M params",
+            "skills": "add (a+b, a,b<50), reverse (3-6 letters), recall (48-key table)",
+            "base": f"pre-trained {args.tiny_base_steps} steps on the mixture",
+            "experts": f"full fine-tuning, {args.tiny_expert_steps} steps per skill",
+            "calibration": "16 training samples per skill",
+            "selection": "lambda, T: lowest mean answer-token loss on validation",
+            "metric": "exact match of a greedy generation (8 new tokens), 96 tests",
+        },
+        "per_seed": {},
+    }
+    for seed in range(args.tiny_seeds):
+        work = args.work / f"quality-tiny/seed{seed}"
+        work.mkdir(parents=True, exist_ok=True)
+        tasks = skill_tasks(seed=seed, n_train=1200, n_val=32, n_test=96)
+        data = {
+            s: {"val": tasks[s]["val"].examples, "test": tasks[s]["test"]}
+            for s in SKILLS
+        }
+        t = time.perf_counter()
+        base = work / "base"
+        if not (base / "config.json").is_file():
+            config = tiny_llama_config(
+                hidden_size=64, num_layers=2, intermediate_size=128
+            )
+            rnd = save_model(
+                tiny_llama(config, seed=seed), work / "random", ByteTokenizer()
+            )
+            mixture = [e for s in SKILLS for e in tasks[s]["train"].examples]
+            train_full(
+                rnd, mixture, base, args.tiny_base_steps, work / "runs", seed=seed
+            )
+        experts = []
+        for i, s in enumerate(SKILLS):
+            d = work / f"expert-{s}"
+            if not (d / "config.json").is_file():
+                train_full(
+                    base,
+                    tasks[s]["train"].examples,
+                    d,
+                    args.tiny_expert_steps,
+                    work / "runs",
+                    lr=1e-3,
+                    seed=seed * 10 + i,
+                )
+            experts.append(d)
+        train_s = time.perf_counter() - t
+        coef_file = work / "sens-measured.json"
+        if not coef_file.is_file():
+            models = [load_model(d) for d in experts]
+            calib = [tasks[s]["train"].examples[:16] for s in SKILLS]
+            measured = measure(
+                models, ByteTokenizer(), calib, SensSettings(), list(SKILLS)
+            )
+            measured.save(coef_file)
+        measured = LayerCoefficients.load(coef_file)
+        ev = Evaluator(
+            base, experts, work / "scores.json", max_new_tokens=8, batch_size=64
+        )
+        bounds = {"base": ev.score("base", lambda e=ev: e.base_state, "test", data)}
+        for i, s in enumerate(SKILLS):
+            bounds[f"expert-{s}"] = ev.score(
+                f"expert-{s}", lambda i=i, e=ev: e.expert_states[i], "test", data
+            )
+        merges = merge_study(ev, measured, data, args)
+        results["per_seed"][seed] = {
+            "train_seconds": train_s,
+            "groups": measured.groups,
+            "alpha_l2": measured.extra["alpha"],
+            "logit_distances": measured.extra["logit_distances"],
+            "bounds": {
+                k: {n: v["tasks"][n]["accuracy"] for n in SKILLS}
+                for k, v in bounds.items()
+            },
+            "merges": {
+                k: {
+                    "lambda": v["lambda"],
+                    "temperature": v["temperature"],
+                    **v["test_mean_accuracy"],
+                }
+                for k, v in merges.items()
+            },
+        }
+        results["summary"] = summarise_seeds(results["per_seed"], SKILLS)
+        write_json(out_json, results)
+
+
+def summarise_seeds(
+    per_seed: dict[Any, Any], skills: tuple[str, ...]
+) -> dict[str, Any]:
+    """Mean +- 95% CI over seeds of every model's per-skill and mean accuracy."""
+    rows: dict[str, dict[str, list[float]]] = {}
+    for run in per_seed.values():
+        for name, acc in [*run["bounds"].items(), *run["merges"].items()]:
+            row = rows.setdefault(name, {s: [] for s in (*skills, "mean")})
+            for s in skills:
+                row[s].append(acc[s])
+            row["mean"].append(sum(acc[s] for s in skills) / len(skills))
+    return {name: {k: ci95(v) for k, v in row.items()} for name, row in rows.items()}
 
 
 def main() -> None:
@@ -627,6 +793,9 @@ def main() -> None:
     parser.add_argument("--parts", default="speed,quality,mergekit")
     parser.add_argument("--speed-methods", default="ties")
     parser.add_argument("--speed-caches", default="cold")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch threads (1 avoids spin-waits)"
+    )
     parser.add_argument("--keep", action="store_true", help="keep generated models")
     parser.add_argument(
         "--ft-steps", type=int, default=60, help="LoRA steps per expert"
@@ -641,11 +810,19 @@ def main() -> None:
     parser.add_argument("--temperatures", default="0.1,1,4")
     parser.add_argument("--extra-transforms", default="raw,neg,exp_neg")
     parser.add_argument("--dare-seeds", type=int, default=3)
+    parser.add_argument("--tiny-seeds", type=int, default=5)
+    parser.add_argument("--tiny-base-steps", type=int, default=600)
+    parser.add_argument("--tiny-expert-steps", type=int, default=300)
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     (HERE / "results").mkdir(exist_ok=True)
     for part in args.parts.split(","):
-        {"speed": part_speed, "quality": part_quality}[part](args)
+        parts = {
+            "speed": part_speed,
+            "quality": part_quality,
+            "quality-tiny": part_quality_tiny,
+        }
+        parts[part](args)
 
 
 if __name__ == "__main__":

@@ -123,20 +123,27 @@ def ties_merge(
         raise ValueError(
             "ties_merge: task_vectors, weights, thresholds differ in length"
         )
-    trimmed = [
-        trim(tv, t) * w
-        for tv, w, t in zip(task_vectors, weights, thresholds, strict=True)
-    ]
-    elected = torch.sign(sum(trimmed))  # (...,) in {-1, 0, 1}
+    # Trim and weight (fresh tensors, then updated in place to save passes).
+    trimmed = []
+    for tv, w, t in zip(task_vectors, weights, thresholds, strict=True):
+        x = tv.masked_fill(tv.abs() < t, 0.0) if t > 0 else tv.clone()
+        if w != 1.0:
+            x.mul_(w)
+        trimmed.append(x)
+    elected = trimmed[0].clone()
+    for x in trimmed[1:]:
+        elected.add_(x)
+    elected.sign_()  # (...,) in {-1, 0, 1}
 
-    # Disjoint mean over the entries that agree with the elected sign.
-    total = torch.zeros_like(trimmed[0])
-    count = torch.zeros_like(trimmed[0])
-    for t in trimmed:
-        agree = (torch.sign(t) == elected) & (t != 0)
-        total = total + torch.where(agree, t, torch.zeros_like(t))
-        count = count + agree.to(count.dtype)
-    return total / count.clamp(min=1.0)
+    # Disjoint mean over the entries whose sign agrees with the elected one
+    # (x * s > 0 exactly when sign(x) == s != 0).
+    total = torch.zeros_like(elected)
+    count = torch.zeros_like(elected)
+    for x in trimmed:
+        agree = (x * elected) > 0
+        total.add_(x.mul_(agree))
+        count.add_(agree)
+    return total.div_(count.clamp_(min=1.0))
 
 
 def _statistic(
