@@ -25,7 +25,7 @@ __all__ = ["run_demo"]
 
 
 def _write_sequences(path: Path) -> None:
-    data = planted_sequences(n_users=400, n_items=60, follow=0.85, seed=7)
+    data = planted_sequences(n_users=300, n_items=40, follow=0.85, seed=7)
     lines = []
     for u, seq in enumerate(data.sequences()):
         items = " ".join(str(data.item_ids[i]) for i in seq)
@@ -62,7 +62,7 @@ def run_demo(out: Path) -> dict[str, str]:
             "dropout": 0.2,
             "attn_dropout": 0.2,
         },
-        train=TrainConfig(epochs=12, batch_size=128, lr=0.005, patience=3),
+        train=TrainConfig(epochs=8, batch_size=128, lr=0.005, patience=2),
         **common,
     )
     pop = RecTrainConfig(name="pop", model="pop", **common)
