@@ -786,6 +786,156 @@ def summarise_seeds(
     return {name: {k: ci95(v) for k, v in row.items()} for name, row in rows.items()}
 
 
+# Part "mergekit": the same TIES merge with tamis and mergekit 0.1.5.
+
+MERGEKIT = "mergekit==0.1.5"
+
+
+def mergekit_venv(work: Path) -> Path:
+    """mergekit in its own virtualenv (torch 2.13.0 first); reused when present."""
+    venv = work.parent / "mergekit-venv"
+    exe = venv / "bin/mergekit-yaml"
+    if exe.is_file():
+        return exe
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    pip = [str(venv / "bin/pip"), "install", "-q"]
+    subprocess.run([*pip, "torch==2.13.0"], check=True)
+    subprocess.run([*pip, MERGEKIT], check=True)
+    return exe
+
+
+def smollm2_family(work: Path, n_experts: int = 3) -> tuple[Path, list[Path]]:
+    """SmolLM2-135M in bf16 and experts = base + a random rank-8 update per matrix.
+
+    For timing and memory only the shapes and dtypes matter; the updates mimic
+    merged LoRA adapters (rank 8 on every 2-D weight).
+    """
+    import torch
+
+    from tamis.llm.merging.io import (
+        SafetensorsSource,
+        ShardedWriter,
+        TensorSpec,
+        copy_non_weight_files,
+    )
+    from tamis.text.models import packaged_smollm2_dir
+
+    src_dir = packaged_smollm2_dir()
+    src = SafetensorsSource(src_dir)
+    dirs = [work / "smollm2-bf16"] + [
+        work / f"smollm2-expert{i}" for i in range(n_experts)
+    ]
+    for k, out in enumerate(dirs):
+        if (out / "model.safetensors").is_file():
+            continue
+        specs = [TensorSpec(n, src.specs[n].shape, torch.bfloat16) for n in src.names()]
+        tmp = out.with_name(out.name + ".tmp")
+        writer = ShardedWriter(tmp, specs, 1 << 40)
+        gen = torch.Generator().manual_seed(k)
+        for spec in specs:
+            t = src.read(spec.name).float()
+            if k > 0 and t.ndim == 2:
+                a = torch.randn(t.shape[0], 8, generator=gen) * 0.01
+                b = torch.randn(8, t.shape[1], generator=gen) * 0.01
+                t = t + a @ b
+            writer.write(spec.name, t.to(torch.bfloat16))
+        writer.close()
+        copy_non_weight_files(src_dir, tmp)
+        cfg = json.loads((tmp / "config.json").read_text())
+        cfg["torch_dtype"] = "bfloat16"
+        (tmp / "config.json").write_text(json.dumps(cfg, indent=2))
+        os.replace(tmp, out)
+    return dirs[0], dirs[1:]
+
+
+def compare_outputs(a: Path, b: Path) -> dict[str, Any]:
+    """How close two merged models are (same algorithm, two implementations)."""
+
+    from tamis.llm.merging.io import SafetensorsSource
+
+    sa, sb = SafetensorsSource(a), SafetensorsSource(b)
+    equal = total = 0
+    worst = 0.0
+    for name in sa.names():
+        if name not in sb.specs:
+            continue
+        x, y = sa.read(name).float(), sb.read(name).float()
+        equal += int((x == y).sum())
+        total += x.numel()
+        worst = max(worst, float((x - y).abs().max()))
+    return {
+        "identical_fraction": equal / total,
+        "max_abs_diff": worst,
+        "compared": total,
+    }
+
+
+def part_mergekit(args: argparse.Namespace) -> None:
+    import yaml
+
+    work = args.work / "mergekit"
+    work.mkdir(parents=True, exist_ok=True)
+    exe = mergekit_venv(args.work)
+    base, experts = smollm2_family(work)
+    mk_cfg = work / "mergekit-ties.yml"
+    mk_cfg.write_text(
+        yaml.safe_dump(
+            {
+                "merge_method": "ties",
+                "base_model": str(base),
+                "models": [
+                    {"model": str(e), "parameters": {"weight": 1.0, "density": 0.5}}
+                    for e in experts
+                ],
+                "parameters": {"normalize": True},
+                "dtype": "bfloat16",
+            },
+            sort_keys=False,
+        )
+    )
+    tamis_cfg = merge_yaml(
+        work / "tamis-ties.yaml", "ties", base, experts, work / "out-tamis"
+    )
+    results: dict[str, Any] = {
+        "setup": {
+            "models": "SmolLM2-135M bf16 base + 3 experts (random rank-8 updates)",
+            "merge": "TIES, density 0.5, weights 1, lambda 1, bf16 output",
+            "mergekit": MERGEKIT,
+            "threads": args.threads,
+        },
+        "runs": [],
+    }
+    out_json = HERE / "results/merging_mergekit.json"
+    for rep in range(args.reps):
+        for tool in ("tamis", "mergekit"):
+            out = work / f"out-{tool}"
+            shutil.rmtree(out, ignore_errors=True)
+            if tool == "tamis":
+                cmd = [
+                    str(ROOT / ".venv/bin/tamis"),
+                    "-q",
+                    "llm",
+                    "merge",
+                    str(tamis_cfg),
+                ]
+            else:
+                cmd = [str(exe), str(mk_cfg), str(out)]
+            run = measure(cmd, env=thread_env(args))
+            row = {"tool": tool, "rep": rep, **run, "load_1min": os.getloadavg()[0]}
+            print(json.dumps(row), flush=True)
+            results["runs"].append(row)
+            write_json(out_json, results)
+    results["agreement"] = compare_outputs(work / "out-tamis", work / "out-mergekit")
+    for tool in ("tamis", "mergekit"):
+        rows = [r for r in results["runs"] if r["tool"] == tool]
+        results[f"{tool}_best"] = {
+            "seconds": min(r["seconds"] for r in rows),
+            "cpu_seconds": min(r["cpu_seconds"] for r in rows),
+            "peak_rss_mb": max(r["peak_rss_mb"] for r in rows),
+        }
+    write_json(out_json, results)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-dir", type=Path, default=ROOT.parent / "shared/data")
@@ -811,6 +961,7 @@ def main() -> None:
     parser.add_argument("--extra-transforms", default="raw,neg,exp_neg")
     parser.add_argument("--dare-seeds", type=int, default=3)
     parser.add_argument("--tiny-seeds", type=int, default=5)
+    parser.add_argument("--reps", type=int, default=2, help="repeats per tool")
     parser.add_argument("--tiny-base-steps", type=int, default=600)
     parser.add_argument("--tiny-expert-steps", type=int, default=300)
     args = parser.parse_args()
@@ -821,6 +972,7 @@ def main() -> None:
             "speed": part_speed,
             "quality": part_quality,
             "quality-tiny": part_quality_tiny,
+            "mergekit": part_mergekit,
         }
         parts[part](args)
 

@@ -22,6 +22,15 @@ def perturbed_expert(base_dir: Path, out: Path, seed: int, scale: float = 0.02) 
     return save_model(model, out, ByteTokenizer())
 
 
+@pytest.fixture(scope="session", autouse=True)
+def one_thread() -> object:
+    """Tiny models run faster on one torch thread (no spin-waits on a busy host)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     """A tiny base and three perturbed experts, as directories."""

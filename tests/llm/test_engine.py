@@ -61,7 +61,7 @@ def test_streaming_equals_in_memory_bit_for_bit(
         params=params,
         coefficients=coefficients,
         output=tmp_path / "merged",
-        chunk_numel=500,  # forces row blocks on every matrix
+        chunk_numel=1500,  # forces row blocks on every matrix
         max_shard_bytes=40_000,  # forces several shards
     )
     summary = run_merge(plan)
