@@ -98,3 +98,17 @@ def test_site_probabilities_activations() -> None:
     torch.testing.assert_close(q.sum(1), torch.ones(2))
     with pytest.raises(ValueError, match="bsp_activation"):
         site_probabilities(keys, queries, probe_mask, valid, "relu")
+
+
+def test_site_metrics_hand_computed() -> None:
+    from tamis.screening.sites import site_metrics
+
+    probs = np.array([0.9, 0.2, 0.6, 0.1, 0.3])
+    labels = np.array([1, 0, 0, 1, 0])
+    m = site_metrics(probs, labels, threshold=0.5)
+    # Predicted {0, 2}: tp 1, precision 1/2, recall 1/2, F1 1/2.
+    assert m["precision"] == m["recall"] == m["f1"] == pytest.approx(0.5)
+    # Top-2 residues {0, 2} hold one of two sites.
+    assert m["f1_top_n"] == pytest.approx(0.5)
+    # AUROC: site 0 beats all 3 non-sites, site 3 none -> 3 / 6.
+    assert m["auroc"] == pytest.approx(0.5)
