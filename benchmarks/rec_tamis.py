@@ -42,6 +42,7 @@ from tamis.recsys.models import build_model
 from tamis.recsys.train import fit_model
 
 ROOT = Path(__file__).resolve().parents[1]
+EVAL_BATCH = 256
 SASREC = {
     "hidden": 64,
     "layers": 2,
@@ -75,7 +76,7 @@ def timing(split, epochs: int, bucket: bool, seed: int) -> dict:  # noqa: ANN001
         eval_every=epochs,
         bucket_by_length=bucket,
     )
-    evalc = EvalConfig(ks=[10], mask_history=False, batch_size=2048)
+    evalc = EvalConfig(ks=[10], mask_history=False, batch_size=EVAL_BATCH)
     t0 = time.process_time()
     result = fit_model(
         model, split, train, evalc, "next-item", {"loss": "ce"}, seed=seed
@@ -85,7 +86,7 @@ def timing(split, epochs: int, bucket: bool, seed: int) -> dict:  # noqa: ANN001
     epoch_cpu = [h["train_cpu_seconds"] for h in result.history]
     valid_s, valid_cpu = [], []
     for _ in range(2):
-        metrics, _ = evaluate(model, split.valid, [10], False, 2048, 50)
+        metrics, _ = evaluate(model, split.valid, [10], False, EVAL_BATCH, 50)
         valid_s.append(metrics["seconds"])
         valid_cpu.append(metrics["cpu_seconds"])
     return {
@@ -102,6 +103,29 @@ def timing(split, epochs: int, bucket: bool, seed: int) -> dict:  # noqa: ANN001
     }
 
 
+def eval_speed(split, seed: int, reps: int = 3) -> dict:  # noqa: ANN001
+    """Full-ranking validation passes of a fresh SASRec at two batch sizes.
+
+    Ranking cost does not depend on training (no top-K lists are built in
+    validation), so an untrained model times the same work.
+    """
+    seed_everything(seed)
+    model = build_model("sasrec", split.n_users, split.n_items, SASREC)
+    out = {}
+    for batch in (EVAL_BATCH, 2048):
+        for mask in (False, True):
+            wall, cpu = [], []
+            for _ in range(reps):
+                m, _ = evaluate(model, split.valid, [10], mask, batch, 50, topk=0)
+                wall.append(m["seconds"])
+                cpu.append(m["cpu_seconds"])
+            out[f"batch{batch}_{'masked' if mask else 'unmasked'}"] = {
+                "wall_seconds": wall,
+                "cpu_seconds": cpu,
+            }
+    return out
+
+
 def converge(split, args) -> dict:  # noqa: ANN001
     """Train to early stopping on validation; report unmasked test metrics."""
     seed_everything(args.seed)
@@ -115,14 +139,14 @@ def converge(split, args) -> dict:  # noqa: ANN001
         bucket_by_length=args.bucket,
         time_budget_s=args.budget_min * 60,
     )
-    evalc = EvalConfig(ks=[5, 10, 20], mask_history=False, batch_size=2048)
+    evalc = EvalConfig(ks=[5, 10, 20], mask_history=False, batch_size=EVAL_BATCH)
     t0 = time.perf_counter()
     result = fit_model(
         model, split, train, evalc, "next-item", {"loss": "ce"}, seed=args.seed
     )
     wall = time.perf_counter() - t0
-    test, _ = evaluate(model, split.test, [5, 10, 20], False, 2048, 50)
-    test_masked, _ = evaluate(model, split.test, [5, 10, 20], True, 2048, 50)
+    test, _ = evaluate(model, split.test, [5, 10, 20], False, EVAL_BATCH, 50)
+    test_masked, _ = evaluate(model, split.test, [5, 10, 20], True, EVAL_BATCH, 50)
     return {
         "bucket_by_length": args.bucket,
         "best_epoch": result.best_epoch,
@@ -158,7 +182,7 @@ def main() -> None:
         "--parts",
         nargs="+",
         default=["timing", "converge"],
-        help="timing and/or converge; each updates its own keys of --out",
+        help="timing, eval and/or converge; each updates its own keys of --out",
     )
     parser.add_argument("--threads", type=int, default=0, help="0 = torch default")
     parser.add_argument("--seed", type=int, default=2024)
@@ -205,6 +229,13 @@ def main() -> None:
                 entry[key] = timing(split, args.timing_epochs, bucket, args.seed)
                 logging.info("%s %s: %s", name, key, entry[key])
                 save()
+    if "eval" in args.parts:
+        results["eval_speed"] = {}
+        for name in args.datasets:
+            split = load(name, args.data_dir)
+            results["eval_speed"][name] = eval_speed(split, args.seed)
+            logging.info("%s eval: %s", name, results["eval_speed"][name])
+            save()
     if "converge" in args.parts:
         split = load("beauty", args.data_dir)
         results["converge_beauty"] = converge(split, args)

@@ -136,7 +136,9 @@ class EvalConfig:
     mask_history: bool = param(
         False, "remove the sample's history items from the candidates"
     )
-    batch_size: int = param(2048, "samples per scoring batch", ge=1)
+    batch_size: int = param(
+        256, "samples per scoring batch (256 keeps a score block in cache)", ge=1
+    )
 
     def validate(self) -> None:
         """Positive cut-offs."""

@@ -74,8 +74,12 @@ def target_ranks(scores: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         (B,) int64 ranks.
     """
     t = scores.gather(1, target[:, None])  # (B, 1)
-    higher = (scores > t).sum(dim=1)
-    equal = (scores == t).sum(dim=1)  # includes the target itself
+    # Counting through float sums is faster on CPU than summing bools, and
+    # exact for catalogues below 2**24 items.
+    exact = scores.shape[1] < 2**24
+    dtype = torch.float32 if exact else torch.int64
+    higher = (scores > t).to(dtype).sum(dim=1).long()
+    equal = (scores == t).to(dtype).sum(dim=1).long()  # includes the target
     ties = torch.zeros_like(higher)
     tied = torch.nonzero(equal > 1).flatten()  # rare for learned scores
     if len(tied):
@@ -130,10 +134,11 @@ def rank_targets(
             "seq": seqs[lo:hi].to(device),
         }
         target = targets[lo:hi].to(device)
-        scores = model.score(batch).float().clone()  # (b, n_items)
+        scores = model.score(batch).float()  # (b, n_items)
 
         # Remove history items from the candidates, keeping the target's score.
         if hist is not None:
+            scores = scores.clone()  # masked in place below
             part = hist[lo:hi]
             rows = np.repeat(np.arange(hi - lo), np.diff(part.indptr))
             t_score = scores.gather(1, target[:, None])
