@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 class SRACLDemoConfig:
     """Settings of the SRA-CL demo (written to the run's config.yaml)."""
 
-    users: int = param(240, "generated users", ge=10)
+    users: int = param(160, "generated users", ge=10)
     topics: int = param(6, "latent topics", ge=2)
     items_per_topic: int = param(15, "items per topic", ge=3)
     epochs: int = param(4, "training epochs per model", ge=1)
