@@ -25,6 +25,7 @@ import argparse
 import datetime as dt
 import json
 import logging
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -280,7 +281,7 @@ def main() -> int:
     started = dt.datetime.now(dt.UTC)
     report: dict[str, Any] = {
         "benchmark": "sracl",
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "command": shlex.join(["python", *sys.argv]),
         "date": started.isoformat(timespec="seconds"),
         "machine": "shared 2-core CPU (about 6 engineers' jobs at once); timings "
         "are noisy and only comparable within one data set and seed",
