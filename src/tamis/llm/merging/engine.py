@@ -180,11 +180,14 @@ def _stream_tensor(
     row = spec.numel // spec.shape[0] if spec.shape else spec.numel
 
     def read_block(rows: tuple[int, int] | None) -> tuple[Any, list[torch.Tensor]]:
-        fp = [m.read(name, rows).to(torch.float32) for m in models]
-        if not method.uses_base:
-            return None, fp
-        b = base.read(name, rows).to(torch.float32)
-        return b, [m - b for m in fp]  # task vectors
+        b = base.read(name, rows).to(torch.float32) if method.uses_base else None
+        out = []
+        for m in models:
+            # Each read is a fresh tensor, so the task vector can replace it in
+            # place: one float32 copy per model instead of two.
+            x = m.read(name, rows).to(torch.float32)
+            out.append(x.sub_(b) if b is not None else x)
+        return b, out
 
     # A tensor small enough is read once and merged whole.
     if blocks == [None]:
