@@ -10,7 +10,7 @@ import torch
 import tamis.recsys.train as train_mod
 from tamis.core.runs import Run
 from tamis.recsys.config import EvalConfig, RecTrainConfig, TrainConfig
-from tamis.recsys.data import SequentialSplit
+from tamis.recsys.data import SequentialSplit, leave_one_out, planted_sequences
 from tamis.recsys.models import build_model
 
 ARGS = {"hidden": 16, "inner": 32, "max_len": 8, "dropout": 0.3, "attn_dropout": 0.3}
@@ -31,7 +31,8 @@ def _train(split: SequentialSplit, run: Run, epochs: int, resume: bool = False):
     return model, result
 
 
-def test_resume_continues_bit_for_bit(tmp_path: Path, planted_split) -> None:  # noqa: ANN001
+def test_resume_continues_bit_for_bit(tmp_path: Path) -> None:
+    planted_split = leave_one_out(planted_sequences(40, 15, follow=0.9, seed=2))
     cfg = RecTrainConfig()
     straight = Run.create(tmp_path, "a", cfg, seed=1, path=tmp_path / "a")
     model_a, res_a = _train(planted_split, straight, 3)
