@@ -906,8 +906,13 @@ def part_mergekit(args: argparse.Namespace) -> None:
         "runs": [],
     }
     out_json = HERE / "results/merging_mergekit.json"
+    tools = args.tools.split(",")
+    if out_json.is_file() and tools != ["tamis", "mergekit"]:
+        # Keep earlier rows of the tools not rerun now.
+        old = json.loads(out_json.read_text())
+        results["runs"] = [r for r in old["runs"] if r["tool"] not in tools]
     for rep in range(args.reps):
-        for tool in ("tamis", "mergekit"):
+        for tool in tools:
             out = work / f"out-{tool}"
             shutil.rmtree(out, ignore_errors=True)
             if tool == "tamis":
@@ -921,7 +926,13 @@ def part_mergekit(args: argparse.Namespace) -> None:
             else:
                 cmd = [str(exe), str(mk_cfg), str(out)]
             run = measure(cmd, env=thread_env(args))
-            row = {"tool": tool, "rep": rep, **run, "load_1min": os.getloadavg()[0]}
+            row = {
+                "tool": tool,
+                "rep": rep,
+                **run,
+                "load_1min": os.getloadavg()[0],
+                "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            }
             print(json.dumps(row), flush=True)
             results["runs"].append(row)
             write_json(out_json, results)
@@ -962,6 +973,7 @@ def main() -> None:
     parser.add_argument("--dare-seeds", type=int, default=3)
     parser.add_argument("--tiny-seeds", type=int, default=5)
     parser.add_argument("--reps", type=int, default=2, help="repeats per tool")
+    parser.add_argument("--tools", default="tamis,mergekit", help="tools to (re)run")
     parser.add_argument("--tiny-base-steps", type=int, default=600)
     parser.add_argument("--tiny-expert-steps", type=int, default=300)
     args = parser.parse_args()

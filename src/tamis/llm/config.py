@@ -176,7 +176,10 @@ class MergeConfig:
         "output dtype (null: as the inputs)",
         choices=(None, "float32", "float16", "bfloat16"),
     )
-    chunk_numel: int = param(1 << 24, "largest block processed at once, elements", ge=1)
+    chunk_numel: int = param(
+        1 << 24, "tensors above this many elements are merged in row blocks", ge=1
+    )
+    block_numel: int = param(1 << 22, "elements per row block of a big tensor", ge=1)
     max_shard_mb: int = param(2048, "largest output shard, MiB", ge=1)
     copy_tokenizer: bool = param(True, "copy config and tokenizer files")
     overwrite: bool = param(False, "replace an existing output directory")

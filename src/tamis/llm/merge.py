@@ -60,6 +60,7 @@ def plan_from_config(config: MergeConfig) -> MergePlan:
         output=Path(config.output),
         dtype=_DTYPES[config.dtype] if config.dtype else None,
         chunk_numel=config.chunk_numel,
+        block_numel=config.block_numel,
         max_shard_bytes=config.max_shard_mb * 1024**2,
         copy_tokenizer=config.copy_tokenizer,
         overwrite=config.overwrite,

@@ -50,7 +50,9 @@ class MergePlan:
         coefficients: Optional per-layer Sens-Merging coefficients.
         output: Output directory (must not exist unless ``overwrite``).
         dtype: Output dtype; None keeps each tensor's input dtype.
-        chunk_numel: Largest block processed at once, in elements.
+        chunk_numel: Tensors with more elements than this are processed in
+            row blocks of about ``block_numel`` elements.
+        block_numel: Size of those blocks (bounds peak memory for big tensors).
         max_shard_bytes: Largest output shard.
         copy_tokenizer: Copy config/tokenizer files from the base (or first model).
         overwrite: Replace an existing output directory.
@@ -64,6 +66,7 @@ class MergePlan:
     output: Path = Path("merged")
     dtype: torch.dtype | None = None
     chunk_numel: int = 1 << 24
+    block_numel: int = 1 << 22
     max_shard_bytes: int = 2 * 1024**3
     copy_tokenizer: bool = True
     overwrite: bool = False
@@ -137,11 +140,13 @@ def merge_state_dicts(
 # Streaming.
 
 
-def _row_blocks(spec: TensorSpec, chunk_numel: int) -> list[tuple[int, int] | None]:
+def _row_blocks(
+    spec: TensorSpec, chunk_numel: int, block_numel: int
+) -> list[tuple[int, int] | None]:
     if not spec.shape or spec.numel <= chunk_numel:
         return [None]
     row = spec.numel // spec.shape[0]
-    step = max(1, chunk_numel // max(row, 1))
+    step = max(1, min(block_numel, chunk_numel) // max(row, 1))
     return [(r, min(r + step, spec.shape[0])) for r in range(0, spec.shape[0], step)]
 
 
@@ -176,7 +181,7 @@ def _stream_tensor(
         writer.write(name, ref.read(name).to(out_dtype))
         return
     params = _params_for(name, plan.params, plan.coefficients)
-    blocks = _row_blocks(spec, plan.chunk_numel)
+    blocks = _row_blocks(spec, plan.chunk_numel, plan.block_numel)
     row = spec.numel // spec.shape[0] if spec.shape else spec.numel
 
     def read_block(rows: tuple[int, int] | None) -> tuple[Any, list[torch.Tensor]]:
