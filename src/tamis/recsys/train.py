@@ -238,7 +238,7 @@ def _resume(
     restore_training_state(ckpt, modules, optimizer)
     st = ckpt.state["trainer"]
     result.best_epoch, result.best_metric = st["best_epoch"], st["best_metric"]
-    result.history = st["history"]
+    result.history, result.epochs_run = st["history"], st["epoch"]
     model = modules["model"]
     best = {k: v.detach().clone() for k, v in model.state_dict().items()}
     if (run.path / BEST).is_file():
