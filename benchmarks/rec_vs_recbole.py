@@ -33,7 +33,12 @@ Usage::
 
     python benchmarks/rec_vs_recbole.py --data-dir ../shared/data \
         [--sides recbole tamis] [--datasets beauty ml-100k] \
-        [--models sasrec gru4rec bpr] [--epochs 2] [--seeds 0 1 2]
+        [--models sasrec gru4rec bpr] [--epochs 1] [--bpr-epochs 20] \
+        [--seeds 0 1 2] [--sasrec-seeds 0] [--threads 1] [--summarise-only]
+
+Runs use one torch thread by default: on a machine loaded by other jobs,
+two OpenMP threads spin-wait at every barrier and an epoch can cost many times
+its single-thread CPU time, whichever library runs it.
 
 Only the Python standard library is imported at module level: the same file
 runs as the RecBole worker inside RecBole's virtualenv.
@@ -753,7 +758,11 @@ def main() -> int:
     work = args.work_dir.resolve()
     work.mkdir(parents=True, exist_ok=True)
     cache_dir = work / "runs"
+    command = " ".join(shlex.quote(a) for a in [Path(sys.executable).name, *sys.argv])
+    commands_log = work / "commands.txt"
     if not args.summarise_only:
+        with commands_log.open("a") as fh:
+            fh.write(f"{datetime.now(UTC).isoformat(timespec='seconds')} {command}\n")
         inter = prepare_data(args.data_dir.resolve(), work)
         pythons = {"tamis": Path(sys.executable)}
         if "recbole" in args.sides:
@@ -787,8 +796,9 @@ def main() -> int:
     print_table(table)
     report = {
         "benchmark": NAME,
-        "command": " ".join(
-            shlex.quote(a) for a in [Path(sys.executable).name, *sys.argv]
+        "command": command,
+        "measurement_commands": (
+            commands_log.read_text().splitlines() if commands_log.is_file() else []
         ),
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": (
