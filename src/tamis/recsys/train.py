@@ -71,6 +71,8 @@ class TrainResult:
         history: One dict per validated epoch (loss, metrics, timings).
         stopped_early: Whether patience ran out before ``epochs``.
         stopped_by_budget: Whether ``time_budget_s`` ended training.
+        objective_info: What the training objective reports about itself, e.g.
+            which semantic summaries and encoder SRA-CL used.
     """
 
     best_epoch: int = 0
@@ -79,6 +81,7 @@ class TrainResult:
     history: list[dict[str, Any]] = field(default_factory=list)
     stopped_early: bool = False
     stopped_by_budget: bool = False
+    objective_info: dict[str, Any] = field(default_factory=dict)
 
 
 def model_max_len(model: nn.Module, default: int = 50) -> int:
@@ -294,7 +297,7 @@ def fit_model(
 
     max_len = model_max_len(model)
     batches = _Batches(split, 1 if model.sequential else 0, max_len)
-    result = TrainResult()
+    result = TrainResult(objective_info=dict(getattr(objective, "semantics_info", {})))
     bad_epochs, start_epoch = 0, 0
     best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
 
@@ -483,6 +486,8 @@ def run_training(
                 "train_seconds_per_epoch": float(np.mean(epochs)) if epochs else None,
             }
         )
+        if train_result.objective_info:
+            results["objective_info"] = train_result.objective_info
     run.write_results(results)
     if dist.is_available() and dist.is_initialized():
         dist.barrier()

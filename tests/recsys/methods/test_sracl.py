@@ -265,6 +265,9 @@ def test_sracl_trains_on_sasrec_and_gru4rec_with_both_terms(small, tmp_path):
         assert last["loss"] == pytest.approx(
             last["ce"] + 0.1 * last["item_cl"] + 0.1 * last["user_cl"], rel=1e-4
         )
+        # The run records which summaries and encoder built the semantics.
+        assert result.objective_info["summary_source"]
+        assert result.objective_info["encoder"]
 
 
 def test_objective_rejects_non_sequential_models_and_bad_args(topics, tmp_path):
