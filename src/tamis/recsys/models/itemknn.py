@@ -9,6 +9,7 @@ sum of its similarities to the items in the history.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -78,13 +79,17 @@ class ItemKNN(Recommender):
     def fit(self, split: Any, **_: Any) -> ItemKNN:
         """Compute the pruned item-item similarity from training interactions."""
         sim = cosine_topk(split.train_matrix(), self.config.neighbours).T.tocsr()
-        self.similarity = torch.sparse_csr_tensor(
-            torch.from_numpy(sim.indptr.astype(np.int64)),
-            torch.from_numpy(sim.indices.astype(np.int64)),
-            torch.from_numpy(sim.data.astype(np.float32)),
-            size=sim.shape,
-            check_invariants=False,
-        )
+        with warnings.catch_warnings():
+            # torch flags every sparse CSR tensor as beta; the ops used here are
+            # construction and a dense @ sparse product, both long stable.
+            warnings.filterwarnings("ignore", "Sparse CSR tensor support")
+            self.similarity = torch.sparse_csr_tensor(
+                torch.from_numpy(sim.indptr.astype(np.int64)),
+                torch.from_numpy(sim.indices.astype(np.int64)),
+                torch.from_numpy(sim.data.astype(np.float32)),
+                size=sim.shape,
+                check_invariants=False,
+            )
         return self
 
     prepare = fit
