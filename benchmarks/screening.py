@@ -147,7 +147,7 @@ class Recorder:
         self.data: dict[str, Any] = {
             "command": " ".join([sys.executable.split("/")[-1], *sys.argv]),
             "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-            "machine": "shared 2-core CPU machine (several engineers' jobs running; "
+            "machine": "shared 2-core CPU machine (several other jobs running; "
             "timings are indicative only)",
             "torch_threads": torch.get_num_threads(),
             "settings": {k: str(v) for k, v in vars(args).items()},

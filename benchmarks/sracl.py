@@ -283,7 +283,7 @@ def main() -> int:
         "benchmark": "sracl",
         "command": shlex.join(["python", *sys.argv]),
         "date": started.isoformat(timespec="seconds"),
-        "machine": "shared 2-core CPU (about 6 engineers' jobs at once); timings "
+        "machine": "shared 2-core CPU (several other jobs at once); timings "
         "are noisy and only comparable within one data set and seed",
         "protocol": {
             "split": "leave-one-out; training samples = every prefix of the "
