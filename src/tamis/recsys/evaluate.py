@@ -126,30 +126,44 @@ def rank_targets(
     k = min(topk, n_items)
     tops = torch.empty(n, k, dtype=torch.int64)
 
-    batches = range(0, n, batch_size)
-    for lo in progress(batches, desc="ranking", total=len(batches)):
-        hi = min(lo + batch_size, n)
+    # Batches group samples of similar history length so that all-padding
+    # columns can be cut. A sample's width depends only on its own length (the
+    # next power of two, capped at max_len), so its scores do not depend on
+    # which other samples share its batch.
+    lengths = (seqs > 0).sum(dim=1).clamp(min=1)
+    widths = torch.minimum(
+        2 ** torch.ceil(torch.log2(lengths.double())).long(),
+        torch.tensor(seqs.shape[1]),
+    )
+    order = torch.argsort(widths, stable=True)
+    batches = [
+        part
+        for w in torch.unique(widths).tolist()
+        for part in order[widths[order] == w].split(batch_size)
+    ]
+    for idx in progress(batches, desc="ranking", total=len(batches)):
+        width = int(widths[idx[0]])
         batch = {
-            "user": users[lo:hi].to(device),
-            "seq": seqs[lo:hi].to(device),
+            "user": users[idx].to(device),
+            "seq": seqs[idx, seqs.shape[1] - width :].to(device),  # (b, width)
         }
-        target = targets[lo:hi].to(device)
+        target = targets[idx].to(device)
         scores = model.score(batch).float()  # (b, n_items)
 
         # Remove history items from the candidates, keeping the target's score.
         if hist is not None:
             scores = scores.clone()  # masked in place below
-            part = hist[lo:hi]
-            rows = np.repeat(np.arange(hi - lo), np.diff(part.indptr))
+            part = hist[idx.numpy()]
+            rows = np.repeat(np.arange(len(idx)), np.diff(part.indptr))
             t_score = scores.gather(1, target[:, None])
             scores[torch.from_numpy(rows), torch.from_numpy(part.indices)] = float(
                 "-inf"
             )
             scores.scatter_(1, target[:, None], t_score)
 
-        ranks[lo:hi] = target_ranks(scores, target).cpu()
+        ranks[idx] = target_ranks(scores, target).cpu()
         if k > 0:
-            tops[lo:hi] = torch.topk(scores, k, dim=1).indices.cpu()
+            tops[idx] = torch.topk(scores, k, dim=1).indices.cpu()
     model.train(was_training)
     return RankingResult(
         samples.users.copy(),
