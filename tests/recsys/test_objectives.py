@@ -65,3 +65,32 @@ def test_registry_and_argument_validation(planted_split) -> None:  # noqa: ANN00
     }
     loss, logs = obj(model, batch)
     assert loss.ndim == 0 and loss > logs["loss_main"]
+
+
+def test_negatives_avoid_the_users_training_items() -> None:
+    torch.manual_seed(1)
+    n_items = 8
+    seen = {0: {1, 2, 3, 4, 5}, 1: {6}}  # user -> training items
+    seen_keys = torch.tensor(
+        sorted(u * n_items + i for u, s in seen.items() for i in s)
+    )
+    user = torch.tensor([0, 1] * 2000)
+    target = torch.tensor([1, 6] * 2000)
+    neg = sample_negatives(target, n_items, user, seen_keys)
+    for u, items in seen.items():
+        drawn = set(neg[user == u].tolist())
+        assert not drawn & items, (u, drawn & items)
+        assert drawn == set(range(n_items)) - items  # still uniform over the rest
+
+
+def test_next_item_objective_excludes_seen_items_only_when_asked(planted_split) -> None:  # noqa: ANN001
+    from tamis.recsys.models import build_model
+
+    model = build_model("bpr", planted_split.n_users, planted_split.n_items, {})
+    on = build_objective("next-item", {"loss": "bpr"}, model, planted_split)
+    off = build_objective(
+        "next-item", {"loss": "bpr", "exclude_seen": False}, model, planted_split
+    )
+    assert len(on.seen_keys) == planted_split.train_matrix().nnz
+    assert len(off.seen_keys) == 0
+    assert "seen_keys" not in on.state_dict()  # derived from the split, not saved

@@ -23,6 +23,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -94,10 +95,33 @@ def bce_loss(pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
     return -(F.logsigmoid(pos) + F.logsigmoid(-neg)).mean()
 
 
-def sample_negatives(target: torch.Tensor, n_items: int) -> torch.Tensor:
-    """One uniform negative per row, never equal to that row's target, (B,)."""
+def sample_negatives(
+    target: torch.Tensor,
+    n_items: int,
+    user: torch.Tensor | None = None,
+    seen_keys: torch.Tensor | None = None,
+    rounds: int = 20,
+) -> torch.Tensor:
+    """One uniform negative per row, never equal to that row's target, (B,).
+
+    With ``user`` and ``seen_keys`` (sorted ``user * n_items + item`` of the
+    training interactions), negatives that the user interacted with in training
+    are redrawn, up to ``rounds`` times; a row still unlucky after that keeps
+    its last draw (only possible for users who saw almost every item).
+    """
     offset = torch.randint(1, n_items, target.shape, device=target.device)
-    return (target + offset) % n_items
+    neg = (target + offset) % n_items
+    if user is None or seen_keys is None or len(seen_keys) == 0:
+        return neg
+    for _ in range(rounds):
+        keys = user * n_items + neg
+        pos = torch.searchsorted(seen_keys, keys).clamp(max=len(seen_keys) - 1)
+        bad = torch.nonzero(seen_keys[pos] == keys).flatten()  # (b,)
+        if len(bad) == 0:
+            break
+        redraw = torch.randint(1, n_items, bad.shape, device=target.device)
+        neg[bad] = (target[bad] + redraw) % n_items
+    return neg
 
 
 @dataclass
@@ -112,6 +136,11 @@ class NextItemConfig:
     l2: float = param(
         0.0, "L2 penalty on the batch's query and item vectors (BPR-style)", ge=0
     )
+    exclude_seen: bool = param(
+        True,
+        "BPR/BCE negatives avoid every item of the user's training interactions "
+        "(as RecBole does); false avoids only the target",
+    )
 
 
 @OBJECTIVES.register("next-item", "Next-item prediction")
@@ -124,6 +153,17 @@ class NextItem(Objective):
 
     Config = NextItemConfig
 
+    def __init__(self, config: NextItemConfig, model: nn.Module, split: Any) -> None:
+        super().__init__(config, model, split)
+        keys = torch.empty(0, dtype=torch.int64)
+        if config.loss != "ce" and config.exclude_seen and split is not None:
+            mat = split.train_matrix().tocoo()
+            flat = mat.row.astype(np.int64) * mat.shape[1] + mat.col.astype(np.int64)
+            keys = torch.from_numpy(np.unique(flat))  # sorted (nnz,)
+        # A buffer, so it follows the objective to the training device; it is
+        # derived from the split, so it is not saved in checkpoints.
+        self.register_buffer("seen_keys", keys, persistent=False)
+
     def forward(
         self, model: nn.Module, batch: dict[str, torch.Tensor]
     ) -> tuple[torch.Tensor, dict[str, float]]:
@@ -135,7 +175,9 @@ class NextItem(Objective):
             loss = next_item_cross_entropy(query, items, target)
             reg_items = items[target]
         else:
-            neg = sample_negatives(target, items.shape[0])
+            neg = sample_negatives(
+                target, items.shape[0], batch.get("user"), self.seen_keys
+            )
             pos_e, neg_e = items[target], items[neg]
             pos = (query * pos_e).sum(-1)
             neg_s = (query * neg_e).sum(-1)
