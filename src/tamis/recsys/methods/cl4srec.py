@@ -26,7 +26,12 @@ import torch
 from torch import nn
 
 from tamis.core.config import param
-from tamis.recsys.methods.contrastive import nt_xent, repad_left, unpad_left
+from tamis.recsys.methods.contrastive import (
+    SeededModule,
+    nt_xent,
+    repad_left,
+    unpad_left,
+)
 from tamis.recsys.objectives import Objective, next_item_cross_entropy
 
 __all__ = [
@@ -134,7 +139,7 @@ def augment(
     return repad_left(rows, seq.shape[1]).to(seq.device)
 
 
-class CL4SRec(nn.Module):
+class CL4SRec(SeededModule):
     """The CL4SRec objective: next-item cross-entropy plus NT-Xent over views.
 
     Args:
@@ -150,14 +155,6 @@ class CL4SRec(nn.Module):
         self.args = args
         self.ce_loss = ce_loss
         self.generator = torch.Generator().manual_seed(args.seed)
-
-    def get_extra_state(self) -> torch.Tensor:
-        """The generator's state, saved with checkpoints for bit-exact resume."""
-        return self.generator.get_state()
-
-    def set_extra_state(self, state: torch.Tensor) -> None:
-        """Restore the generator saved by :meth:`get_extra_state`."""
-        self.generator.set_state(state.to(torch.uint8).cpu())
 
     def forward(
         self, model: nn.Module, batch: dict[str, torch.Tensor]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 __all__ = ["nt_xent", "repad_left", "unpad_left", "trim_left", "stack_left"]
 
@@ -86,3 +87,21 @@ def stack_left(parts: list[torch.Tensor]) -> torch.Tensor:
     """
     width = max(p.shape[1] for p in parts)
     return torch.cat([F.pad(p, (width - p.shape[1], 0)) for p in parts])
+
+
+class SeededModule(nn.Module):
+    """A module that owns ``self.generator`` and saves its state with checkpoints.
+
+    Augmentations and neighbour draws use this generator, so a resumed run draws
+    exactly what an uninterrupted one would.
+    """
+
+    generator: torch.Generator
+
+    def get_extra_state(self) -> torch.Tensor:
+        """The generator's state, saved with checkpoints for bit-exact resume."""
+        return self.generator.get_state()
+
+    def set_extra_state(self, state: torch.Tensor) -> None:
+        """Restore the generator saved by :meth:`get_extra_state`."""
+        self.generator.set_state(state.to(torch.uint8).cpu())

@@ -41,7 +41,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from tamis.core.config import param
-from tamis.recsys.methods.contrastive import nt_xent, stack_left, trim_left
+from tamis.recsys.methods.contrastive import (
+    SeededModule,
+    nt_xent,
+    stack_left,
+    trim_left,
+)
 from tamis.recsys.objectives import Objective, next_item_cross_entropy
 from tamis.recsys.semantic.pipeline import (
     Semantics,
@@ -263,7 +268,7 @@ def sample_neighbours(
 # The objective
 
 
-class SRACL(nn.Module):
+class SRACL(SeededModule):
     """The SRA-CL objective for any backbone with ``encode(seq) -> (B, D)``.
 
     Args:
@@ -328,14 +333,6 @@ class SRACL(nn.Module):
             # Persistent, so that a resumed run continues with the same memory.
             self.register_buffer("memory", torch.zeros(len(padded_samples), hidden))
             self.register_buffer("seen", torch.zeros(len(padded_samples), dtype=bool))
-
-    def get_extra_state(self) -> torch.Tensor:
-        """The generator's state, saved with checkpoints for bit-exact resume."""
-        return self.generator.get_state()
-
-    def set_extra_state(self, state: torch.Tensor) -> None:
-        """Restore the generator saved by :meth:`get_extra_state`."""
-        self.generator.set_state(state.to(torch.uint8).cpu())
 
     def forward(
         self, model: nn.Module, batch: dict[str, torch.Tensor]
