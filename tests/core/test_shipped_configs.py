@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 
 import pytest
@@ -21,9 +22,11 @@ def test_shipped_config_loads(path: Path) -> None:
     assert again.startswith("kind: "), "a reloaded config names its kind first"
 
 
-def test_every_registered_kind_has_a_runner_or_is_a_sub_config() -> None:
+def test_every_registered_runner_resolves_to_a_function() -> None:
     for kind, cls in registered_kinds().items():
         runner = getattr(cls, "__config_runner__", None)
         if runner is not None:
             module, sep, func = runner.partition(":")
             assert sep and module.startswith("tamis."), f"{kind}: bad runner {runner!r}"
+            target = getattr(importlib.import_module(module), func, None)
+            assert callable(target), f"{kind}: runner {runner!r} is not importable"
