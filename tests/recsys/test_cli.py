@@ -56,6 +56,7 @@ def test_train_evaluate_recommend(tmp_path: Path) -> None:
     assert res.exit_code == 0, res.output
     results = json.loads((run_dir / "results.json").read_text())
     assert results["mask_history"] is True
+    assert results["length_groups"] == [8, 16, 32]  # the exact grouping, on
     assert results["epochs_run"] == 2 and 0 <= results["test"]["hr@10"] <= 1
     assert (run_dir / "best_model.safetensors").is_file()
     assert (run_dir / "run.log").is_file()

@@ -470,6 +470,8 @@ def run_training(
             "split": split.summary(),
             "fit_seconds": fit_seconds,
             "world_size": world_size(),
+            # Exact length-grouped encoding of sequential models (config switch).
+            "length_groups": list(getattr(model.config, "length_groups", None) or []),
         }
     )
     if train_result is not None:

@@ -134,7 +134,15 @@ class NeuralRecommender(Recommender):
 
 
 class SequentialRecommender(NeuralRecommender):
-    """A neural model whose query is an encoding of the history sequence."""
+    """A neural model whose query is an encoding of the history sequence.
+
+    Subclasses implement :meth:`encode_padded`. When the model's config has a
+    non-empty ``length_groups`` (padded widths such as ``[8, 16, 32]``),
+    :meth:`encode` splits each batch into groups of similar history length and
+    encodes each group cut to its own width (see
+    :func:`~tamis.recsys.models.layers.grouped_encode`); the encoders are
+    written so that this leaves every row's output unchanged.
+    """
 
     sequential: ClassVar[bool] = True
 
@@ -147,6 +155,15 @@ class SequentialRecommender(NeuralRecommender):
         Returns:
             (B, D) representation.
         """
+        from tamis.recsys.models.layers import grouped_encode
+
+        widths = getattr(self.config, "length_groups", None)
+        if not widths:
+            return self.encode_padded(seq)
+        return grouped_encode(self.encode_padded, seq, widths)
+
+    def encode_padded(self, seq: torch.Tensor) -> torch.Tensor:
+        """Representation of a batch at its given padded width, (B, L) -> (B, D)."""
         raise NotImplementedError
 
     def query(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:

@@ -14,7 +14,7 @@ from torch import nn
 
 from tamis.core.config import param
 from tamis.recsys.models.base import MODELS, SequentialRecommender
-from tamis.recsys.models.layers import fast_dropout
+from tamis.recsys.models.layers import check_widths, fast_dropout
 
 __all__ = ["GRU4Rec", "GRU4RecConfig", "right_align"]
 
@@ -28,6 +28,16 @@ class GRU4RecConfig:
     layers: int = param(1, "GRU layers", ge=1)
     dropout: float = param(0.3, "dropout on input embeddings", ge=0, lt=1)
     max_len: int = param(50, "maximum history length L", ge=1)
+    length_groups: list[int] = param(
+        factory=lambda: [8, 16, 32],
+        help="padded widths by which a batch is split by history length before "
+        "encoding (exact: outputs and gradients are those of the whole batch, "
+        "the padding columns are skipped); [] encodes the batch as one block",
+    )
+
+    def validate(self) -> None:
+        """Check the group widths."""
+        check_widths(self.length_groups)
 
 
 def right_align(seq: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -77,7 +87,7 @@ class GRU4Rec(SequentialRecommender):
         """(n_items, D) item table without the padding row."""
         return self.item_emb.weight[1:]
 
-    def encode(self, seq: torch.Tensor) -> torch.Tensor:
+    def encode_padded(self, seq: torch.Tensor) -> torch.Tensor:
         """State after the last item, projected to D: (B, L) -> (B, D)."""
         seq = seq[:, -self.config.max_len :]
         right, lengths = right_align(seq)

@@ -22,7 +22,7 @@ from torch import nn
 
 from tamis.core.config import param
 from tamis.recsys.models.base import MODELS, SequentialRecommender
-from tamis.recsys.models.layers import fast_dropout
+from tamis.recsys.models.layers import check_widths, fast_dropout
 
 __all__ = ["SASRec", "SASRecConfig", "attention_mask"]
 
@@ -40,13 +40,20 @@ class SASRecConfig:
     max_len: int = param(50, "maximum history length L", ge=1)
     layer_norm_eps: float = param(1e-12, "LayerNorm epsilon", gt=0)
     init_std: float = param(0.02, "std of the normal weight initialisation", gt=0)
+    length_groups: list[int] = param(
+        factory=lambda: [8, 16, 32],
+        help="padded widths by which a batch is split by history length before "
+        "encoding (exact: outputs and gradients are those of the whole batch, "
+        "the padding columns are skipped); [] encodes the batch as one block",
+    )
 
     def validate(self) -> None:
-        """Check that the heads divide the hidden size."""
+        """Check that the heads divide the hidden size and the group widths."""
         if self.hidden % self.heads:
             raise ValueError(
                 f"heads: {self.heads} does not divide hidden {self.hidden}"
             )
+        check_widths(self.length_groups)
 
 
 def attention_mask(seq: torch.Tensor, last_only: bool = False) -> torch.Tensor:
@@ -149,7 +156,7 @@ class SASRec(SequentialRecommender):
         """(n_items, D) item table without the padding row."""
         return self.item_emb.weight[1:]
 
-    def encode(self, seq: torch.Tensor) -> torch.Tensor:
+    def encode_padded(self, seq: torch.Tensor) -> torch.Tensor:
         """Representation at the last position, (B, D).
 
         Args:
