@@ -138,3 +138,66 @@ def test_choice_accuracy_uses_highest_likelihood() -> None:
     )
     result = evaluate_task(model, tok, Task("t", "choice", examples))
     assert result["correct"] == expected and result["n"] == 6
+
+
+def test_offenseval_reader_accepts_padded_labels(tmp_path: Path) -> None:
+    path = tmp_path / "o.tsv"
+    path.write_text("sentence\tlabel\n@USER you idiot \t 1\nnice day\t0\n")
+    task = load_task("offenseval", path)
+    assert task.metric == "choice"
+    assert [e.label for e in task.examples] == [1, 0]
+    assert task.examples[0].target == " yes" and task.examples[1].answer == "no"
+    assert "Tweet: @USER you idiot\nAnswer:" in task.examples[0].prompt
+    path.write_text("sentence\tlabel\ntext\t2\n")
+    with pytest.raises(ValueError, match=r"o.tsv:2: expected 'sentence<TAB>0\|1'"):
+        load_task("offenseval", path)
+
+
+def _tiny() -> tuple[torch.nn.Module, ByteTokenizer]:
+    torch.manual_seed(0)
+    return tiny_llama(tiny_llama_config(hidden_size=32, intermediate_size=64)), (
+        ByteTokenizer()
+    )
+
+
+def test_choice_logprobs_one_pass_equals_pair_scoring() -> None:
+    from tamis.llm.tasks import Example, choice_logprobs
+
+    model, tok = _tiny()
+    # Single-byte choices take the one-forward path; prompts of unequal length
+    # exercise left padding with position ids.
+    examples = [
+        Example(p, "A", "A", ("A", "B", "C"), 0) for p in ("x", "long prompt", "mid")
+    ]
+    fast = choice_logprobs(model, tok, examples, batch_size=3)
+    pairs = [(e.prompt, c) for e in examples for c in e.choices]
+    slow = completion_logprobs(model, tok, pairs, batch_size=1).view(3, 3)
+    assert torch.allclose(torch.stack(fast), slow, atol=1e-5)
+    # Multi-token choices fall back to pair scoring and give the same numbers.
+    multi = [Example("q", " aa", "aa", (" aa", " b"), 0)]
+    (scores,) = choice_logprobs(model, tok, multi)
+    expected = completion_logprobs(model, tok, [("q", " aa"), ("q", " b")])
+    assert torch.allclose(scores, expected)
+
+
+def test_target_token_stats_match_manual_and_answer_loss() -> None:
+    from tamis.llm.tasks import Example, answer_loss, target_token_stats
+
+    model, tok = _tiny()
+    examples = [Example("ab", "cd", "cd"), Example("hello there", "x", "x")]
+    stats = target_token_stats(model, tok, examples, batch_size=2)
+    assert stats.shape == (2, 3)
+    for row, e in zip(stats, examples, strict=True):
+        ids, labels = encode_pair(tok, e.prompt, e.target, 512)
+        with torch.no_grad():
+            logits = model(torch.tensor([ids])).logits[0, :-1]  # (L-1, V)
+        logp = torch.log_softmax(logits, -1)
+        pos = [t for t in range(1, len(ids)) if labels[t] != -100]
+        assert float(row[0]) == pytest.approx(
+            sum(float(logp[t - 1, ids[t]]) for t in pos), abs=1e-4
+        )
+        assert int(row[1]) == len(pos) == len(tok.encode(e.target)) + 1
+        hits = sum(int(logits[t - 1].argmax()) == ids[t] for t in pos)
+        assert int(row[2]) == hits
+    loss = answer_loss(model, tok, examples, batch_size=1)
+    assert loss == pytest.approx(float(-stats[:, 0].sum() / stats[:, 1].sum()))

@@ -1,4 +1,4 @@
-"""Task data and scoring: GSM8K, MMLU, SST-2 as an instruction, JSONL pairs.
+"""Task data and scoring: GSM8K, MMLU, SST-2 and OffensEval as instructions, JSONL.
 
 Every task is a list of :class:`Example` (prompt, training target, gold answer,
 optional choices) plus a metric:
@@ -6,7 +6,8 @@ optional choices) plus a metric:
 - ``exact_number``: the final number of a greedy generation equals the gold
   number (GSM8K; the number after ``####``, else the last number);
 - ``choice``: the choice with the highest log-likelihood after the prompt is the
-  gold one (MMLU letters, SST-2 labels);
+  gold one (MMLU letters, SST-2 and OffensEval labels); when every choice is
+  one token a single forward pass over the prompt scores all of them;
 - ``exact_match``: the first line of a greedy generation equals the gold answer
   after SQuAD-style normalisation (JSONL prompt/completion pairs).
 """
@@ -14,6 +15,7 @@ optional choices) plus a metric:
 from __future__ import annotations
 
 import csv
+import inspect
 import json
 import logging
 import re
@@ -33,6 +35,7 @@ __all__ = [
     "Example",
     "Task",
     "answer_loss",
+    "choice_logprobs",
     "completion_logprobs",
     "encode_pair",
     "evaluate_task",
@@ -41,6 +44,7 @@ __all__ = [
     "load_task",
     "normalize_answer",
     "pad_batch",
+    "target_token_stats",
 ]
 
 log = logging.getLogger(__name__)
@@ -132,34 +136,61 @@ def load_gsm8k(path: Path) -> Task:
 
 
 SST2_CHOICES = (" negative", " positive")
+OFFENSEVAL_CHOICES = (" no", " yes")
+
+
+def _read_label_tsv(path: Path) -> list[tuple[str, int]]:
+    """Rows of a ``sentence<TAB>label`` TSV (optional header, labels 0/1)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: file not found")
+    rows = []
+    with open(path, encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, 1):
+            parts = line.rstrip("\n").split("\t")
+            if lineno == 1 and parts[-1].strip() == "label":
+                continue
+            # Some releases pad the label with spaces (" 0"); the text is kept as is.
+            if len(parts) != 2 or parts[1].strip() not in {"0", "1"}:
+                raise ValueError(
+                    f"{path}:{lineno}: expected 'sentence<TAB>0|1', got {line[:60]!r}"
+                )
+            rows.append((parts[0].strip(), int(parts[1])))
+    return rows
+
+
+def _label_examples(
+    rows: list[tuple[str, int]], question: str, field: str, choices: tuple[str, ...]
+) -> list[Example]:
+    examples = []
+    for text, label in rows:
+        prompt = f"{question}\n{field}: {text}\nAnswer:"
+        target = choices[label]
+        examples.append(Example(prompt, target, target.strip(), choices, label))
+    return examples
 
 
 @TASKS.register("sst2", "SST-2 as an instruction", paper="Socher et al. 2013")
 def load_sst2(path: Path) -> Task:
     """SST-2 TSV (``sentence<TAB>label`` with a header) posed as an instruction."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: file not found")
-    examples = []
-    with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            parts = line.rstrip("\n").split("\t")
-            if lineno == 1 and parts[-1] == "label":
-                continue
-            if len(parts) != 2 or parts[1] not in {"0", "1"}:
-                raise ValueError(
-                    f"{path}:{lineno}: expected 'sentence<TAB>0|1', got {line[:60]!r}"
-                )
-            label = int(parts[1])
-            prompt = (
-                "Is the sentiment of this sentence positive or negative?\n"
-                f"Sentence: {parts[0].strip()}\nAnswer:"
-            )
-            target = SST2_CHOICES[label]
-            examples.append(
-                Example(prompt, target, target.strip(), SST2_CHOICES, label)
-            )
-    return Task("sst2", "choice", examples)
+    question = "Is the sentiment of this sentence positive or negative?"
+    rows = _read_label_tsv(path)
+    return Task(
+        "sst2", "choice", _label_examples(rows, question, "Sentence", SST2_CHOICES)
+    )
+
+
+@TASKS.register(
+    "offenseval",
+    "OffensEval offensive language as an instruction",
+    paper="arXiv:1903.08983",
+)
+def load_offenseval(path: Path) -> Task:
+    """OffensEval TSV (``tweet<TAB>label``, 1 = offensive) as a yes/no question."""
+    question = "Is this tweet offensive? Answer yes or no."
+    rows = _read_label_tsv(path)
+    examples = _label_examples(rows, question, "Tweet", OFFENSEVAL_CHOICES)
+    return Task("offenseval", "choice", examples)
 
 
 MMLU_LETTERS = (" A", " B", " C", " D")
@@ -302,15 +333,67 @@ def pad_batch(
     return {"input_ids": input_ids, "attention_mask": mask, "labels": labels}
 
 
-def _token_logprobs(model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    # Sum of log p(label_t | prefix) over labelled positions, per row.
+def _tail_logits(model: Any, batch: dict[str, torch.Tensor], keep: int) -> torch.Tensor:
+    """Logits of the last ``keep`` positions of a left-padded batch.
+
+    Position ids count real tokens only, so a left-padded row sees the same
+    positions as the unpadded sequence. Skipping the vocabulary projection of
+    the other positions saves most of the head's cost on long prompts.
+    """
+    mask = batch["attention_mask"]
+    position_ids = (mask.cumsum(-1) - 1).clamp(min=0)  # (B, L)
+    kwargs: dict[str, Any] = {}
+    if "logits_to_keep" in inspect.signature(model.forward).parameters:
+        kwargs["logits_to_keep"] = keep
     logits = model(
-        input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]
-    ).logits[:, :-1]  # (B, L-1, V)
-    labels = batch["labels"][:, 1:]  # (B, L-1)
-    logp = torch.log_softmax(logits.float(), dim=-1)
-    picked = logp.gather(-1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1)
-    return (picked * (labels != -100)).sum(-1)  # (B,)
+        input_ids=batch["input_ids"],
+        attention_mask=mask,
+        position_ids=position_ids,
+        **kwargs,
+    ).logits
+    return logits[:, -keep:]  # (B, keep, V)
+
+
+def _token_stats(model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Per row: sum of log p(label_t | prefix), labelled tokens, argmax hits.
+
+    ``batch`` is left-padded, so every row's labels end at the last column.
+
+    Returns:
+        (B, 3) float64.
+    """
+    labels = batch["labels"]  # (B, L)
+    width = labels.shape[1]
+    labelled = (labels != -100).any(0).nonzero()
+    if len(labelled) == 0:
+        return torch.zeros((labels.shape[0], 3), dtype=torch.float64)
+    keep = min(width, width - int(labelled[0]) + 1)
+    logits = _tail_logits(model, batch, keep)[:, :-1].float()  # (B, keep-1, V)
+    targets = labels[:, width - keep + 1 :]  # (B, keep-1)
+    valid = targets != -100
+    safe = targets.clamp(min=0).unsqueeze(-1)
+    picked = logits.gather(-1, safe).squeeze(-1) - torch.logsumexp(logits, dim=-1)
+    hits = (logits.argmax(-1) == targets) & valid
+    return torch.stack(
+        [(picked * valid).sum(-1), valid.sum(-1), hits.sum(-1)], dim=-1
+    ).double()
+
+
+def _batches(
+    tokenizer: Any,
+    pairs: Sequence[tuple[str, str]],
+    batch_size: int,
+    max_length: int,
+    add_eos: bool,
+    device: Any,
+) -> Any:
+    for i in range(0, len(pairs), batch_size):
+        chunk = [
+            encode_pair(tokenizer, p, c, max_length, add_eos=add_eos)
+            for p, c in pairs[i : i + batch_size]
+        ]
+        batch = pad_batch(chunk, tokenizer.pad_token_id, left=True)
+        yield {k: v.to(device) for k, v in batch.items()}
 
 
 @torch.no_grad()
@@ -327,20 +410,36 @@ def completion_logprobs(
         (N,) float32 tensor.
     """
     device = next(model.parameters()).device
-    out = []
-    for i in range(0, len(pairs), batch_size):
-        chunk = [
-            encode_pair(tokenizer, p, c, max_length, add_eos=False)
-            for p, c in pairs[i : i + batch_size]
-        ]
-        batch = {
-            k: v.to(device) for k, v in pad_batch(chunk, tokenizer.pad_token_id).items()
-        }
-        out.append(_token_logprobs(model, batch).cpu())
+    out = [
+        _token_stats(model, batch)[:, 0].float().cpu()
+        for batch in _batches(tokenizer, pairs, batch_size, max_length, False, device)
+    ]
     return torch.cat(out) if out else torch.zeros(0)
 
 
 @torch.no_grad()
+def target_token_stats(
+    model: Any,
+    tokenizer: Any,
+    examples: Sequence[Example],
+    batch_size: int = 8,
+    max_length: int = 512,
+) -> torch.Tensor:
+    """Teacher-forced statistics of each example's target (with end of sequence).
+
+    Returns:
+        (N, 3) float64: summed log-likelihood of the target tokens, number of
+        target tokens, and how many of them are the model's argmax prediction.
+    """
+    device = next(model.parameters()).device
+    pairs = [(e.prompt, e.target) for e in examples]
+    out = [
+        _token_stats(model, batch).cpu()
+        for batch in _batches(tokenizer, pairs, batch_size, max_length, True, device)
+    ]
+    return torch.cat(out) if out else torch.zeros((0, 3), dtype=torch.float64)
+
+
 def answer_loss(
     model: Any,
     tokenizer: Any,
@@ -349,19 +448,48 @@ def answer_loss(
     max_length: int = 512,
 ) -> float:
     """Mean negative log-likelihood per target token (with end of sequence)."""
+    stats = target_token_stats(model, tokenizer, examples, batch_size, max_length)
+    return float(-stats[:, 0].sum() / stats[:, 1].sum().clamp(min=1))
+
+
+@torch.no_grad()
+def choice_logprobs(
+    model: Any,
+    tokenizer: Any,
+    examples: Sequence[Example],
+    batch_size: int = 8,
+    max_length: int = 512,
+) -> list[torch.Tensor]:
+    """log p(choice | prompt) of every choice of every example.
+
+    When every choice is a single token, one forward pass over the prompt
+    scores all choices (the next-token distribution at its last position);
+    otherwise each (prompt, choice) pair is scored on its own. Both give the
+    same numbers.
+
+    Returns:
+        One (C_i,) float32 tensor per example.
+    """
+    choice_ids = [[tokenizer.encode(c) for c in e.choices] for e in examples]
+    if not all(len(ids) == 1 for row in choice_ids for ids in row):
+        pairs = [(e.prompt, c) for e in examples for c in e.choices]
+        flat = completion_logprobs(model, tokenizer, pairs, batch_size, max_length)
+        return list(torch.split(flat, [len(e.choices) for e in examples]))
     device = next(model.parameters()).device
-    total, tokens = 0.0, 0
+    out: list[torch.Tensor] = []
     for i in range(0, len(examples), batch_size):
-        chunk = [
-            encode_pair(tokenizer, e.prompt, e.target, max_length)
+        encoded = [
+            tokenizer.encode(e.prompt)[-max_length:]
             for e in examples[i : i + batch_size]
         ]
-        batch = {
-            k: v.to(device) for k, v in pad_batch(chunk, tokenizer.pad_token_id).items()
-        }
-        total -= float(_token_logprobs(model, batch).sum())
-        tokens += int((batch["labels"][:, 1:] != -100).sum())
-    return total / max(tokens, 1)
+        batch = pad_batch(
+            [(ids, [-100] * len(ids)) for ids in encoded], tokenizer.pad_token_id, True
+        )
+        batch = {k: v.to(device) for k, v in batch.items()}
+        logp = torch.log_softmax(_tail_logits(model, batch, 1)[:, 0].float(), -1)
+        for row, ids in zip(logp.cpu(), choice_ids[i : i + batch_size], strict=True):
+            out.append(row[[t[0] for t in ids]])  # (C,)
+    return out
 
 
 @torch.no_grad()
@@ -413,13 +541,11 @@ def evaluate_task(
     """
     examples = task.examples
     if task.metric == "choice":
-        pairs = [(e.prompt, c) for e in examples for c in e.choices]
-        scores = completion_logprobs(model, tokenizer, pairs, batch_size * 2)
-        correct, start = 0, 0
-        for e in examples:
-            chosen = int(torch.argmax(scores[start : start + len(e.choices)]))
-            correct += int(chosen == e.label)
-            start += len(e.choices)
+        scores = choice_logprobs(model, tokenizer, examples, batch_size * 2)
+        correct = sum(
+            int(torch.argmax(s)) == e.label
+            for s, e in zip(scores, examples, strict=True)
+        )
     else:
         predictions: list[str] = []
         batches = range(0, len(examples), batch_size)
