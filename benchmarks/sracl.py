@@ -25,6 +25,7 @@ import argparse
 import datetime as dt
 import json
 import logging
+import os
 import shlex
 import sys
 import time
@@ -55,6 +56,18 @@ VARIANTS: dict[str, tuple[str, str, dict[str, Any]]] = {
     "GRU4Rec": ("gru4rec", "next-item", {}),
     "GRU4Rec+SRA-CL": ("gru4rec", "sra-cl", {}),
     "SRA-CL (memory)": ("sasrec", "sra-cl", {"neighbour_encoding": "memory"}),
+    "SRA-CL (batch)": ("sasrec", "sra-cl", {"neighbour_encoding": "batch"}),
+    "SRA-CL (batch, one call)": (
+        "sasrec",
+        "sra-cl",
+        {"neighbour_encoding": "batch", "length_groups": 1},
+    ),
+    "GRU4Rec+SRA-CL (batch)": ("gru4rec", "sra-cl", {"neighbour_encoding": "batch"}),
+    "GRU4Rec+SRA-CL (memory)": (
+        "gru4rec",
+        "sra-cl",
+        {"neighbour_encoding": "memory"},
+    ),
     "SRA-CL (no-grad nb)": ("sasrec", "sra-cl", {"neighbour_encoding": "batch-nograd"}),
     "SRA-CL (4 sampled nb)": ("sasrec", "sra-cl", {"neighbour_sample": 4}),
 }
@@ -158,7 +171,11 @@ def run_one(
         "train_seconds_per_epoch": float(
             np.mean([h["train_seconds"] for h in result.history])
         ),
+        "train_cpu_seconds_per_epoch": float(
+            np.mean([h.get("train_cpu_seconds", np.nan) for h in result.history])
+        ),
         "fit_seconds": fit_seconds,
+        "loadavg_after": list(os.getloadavg()),
     }
     for mask in (False, True):
         res = final_results(model, split, EvalConfig(ks=[10, 20], mask_history=mask))
@@ -225,6 +242,39 @@ def print_table(name: str, table: dict[str, Any]) -> None:
         )
 
 
+def markdown(path: Path) -> str:
+    """Markdown tables (test, history not masked) of a result JSON."""
+    report = json.loads(path.read_text())
+    lines = []
+    for name, tables in report["tables"].items():
+        info = report["data"][name]
+        lines += [
+            f"**{name}** ({info['users']} users, {info['items']} items, "
+            f"{info['training_samples']} training samples)",
+            "",
+            "| variant | seeds | HR@20 | NDCG@20 | HR@10 | NDCG@10 | best epochs "
+            "| s/epoch | x plain | vs best baseline (HR@20 / NDCG@20 / HR@10 / "
+            "NDCG@10) |",
+            "|---" * 10 + "|",
+        ]
+        for variant, st in tables["unmasked"].items():
+            runs = [r for r in report["runs"][name] if r["variant"] == variant]
+            cells = [f"{st[m]['mean']:.4f} ± {st[m]['std']:.4f}" for m in METRICS]
+            best = ", ".join(str(r["best_epoch"]) for r in runs)
+            ratio = st.get("time_ratio_vs_plain")
+            rel = st.get("rel_change_vs_best_baseline_pct")
+            rel_s = " / ".join(f"{rel[m]:+.1f}%" for m in METRICS) if rel else "-"
+            lines.append(
+                f"| {variant} | {len(runs)} | "
+                + " | ".join(cells)
+                + f" | {best} | {st['sec_per_epoch']:.1f} | "
+                + (f"{ratio:.2f}" if ratio else "-")
+                + f" | {rel_s} |"
+            )
+        lines.append("")
+    return "\n".join(lines)
+
+
 def main() -> int:
     """Parse options, run every (seed, data set, variant), write the JSON."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -265,7 +315,17 @@ def main() -> int:
     )
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, default=HERE / "results" / "sracl.json")
+    parser.add_argument(
+        "--tables-from",
+        type=Path,
+        nargs="+",
+        help="print Markdown tables of existing result JSONs and exit",
+    )
     args = parser.parse_args()
+    if args.tables_from:
+        for path in args.tables_from:
+            sys.stdout.write(markdown(path) + "\n")
+        return 0
     if not args.data_dir.is_dir():
         parser.error(f"--data-dir {args.data_dir}: no such folder")
     bad = [v for v in args.variants if v not in VARIANTS]
@@ -283,6 +343,8 @@ def main() -> int:
         "benchmark": "sracl",
         "command": shlex.join(["python", *sys.argv]),
         "date": started.isoformat(timespec="seconds"),
+        "loadavg_start": list(os.getloadavg()),
+        "threads": args.threads,
         "machine": "shared 2-core CPU (several other jobs at once); timings "
         "are noisy and only comparable within one data set and seed",
         "protocol": {
@@ -349,6 +411,7 @@ def main() -> int:
                 report["finished"] = dt.datetime.now(dt.UTC).isoformat(
                     timespec="seconds"
                 )
+                report["loadavg_end"] = list(os.getloadavg())
                 atomic_write_json(args.out, report)
 
     for name in args.datasets:

@@ -9,7 +9,13 @@ import pytest
 import torch
 
 from tamis.recsys.config import EvalConfig, TrainConfig
-from tamis.recsys.methods.contrastive import nt_xent, stack_left, trim_left
+from tamis.recsys.methods.contrastive import (
+    encode_by_length,
+    length_groups,
+    nt_xent,
+    stack_left,
+    trim_left,
+)
 from tamis.recsys.methods.sracl import (
     SRACL,
     AttentionSynthesiser,
@@ -278,3 +284,37 @@ def test_objective_rejects_non_sequential_models_and_bad_args(topics, tmp_path):
     sas = build_model("sasrec", split.n_users, split.n_items, TINY_SASREC)
     with pytest.raises(ValueError, match="method_args"):
         build_objective("sra-cl", {"alpha": -1}, sas, split)
+
+
+# ---------------------------------------------------------------------------
+# Length-grouped encoding
+
+
+def test_length_groups_separate_short_rows_from_long_ones():
+    lengths = torch.tensor([1] * 100 + [20] * 2)
+    assert length_groups(lengths, max_groups=2, call_cost=0) == [100, 2]
+    assert length_groups(lengths, max_groups=1, call_cost=0) == [102]
+    # A call costs more than the padding it saves: stay with one call.
+    assert length_groups(lengths, max_groups=4, call_cost=10_000) == [102]
+    assert length_groups(torch.full((7,), 5), max_groups=4) == [7]
+    # Cost model: 3 groups of [1..1], [2..3], [8] -> 4*1 + 3*3 + 1*8 = 21.
+    sizes = length_groups(torch.tensor([1, 1, 1, 1, 2, 3, 3, 8]), 3, call_cost=0)
+    assert sizes == [4, 3, 1]
+
+
+@pytest.mark.parametrize("backbone", ["sasrec", "gru4rec"])
+def test_encode_by_length_equals_one_padded_call(backbone):
+    torch.manual_seed(0)
+    model = build_model(backbone, 1, 30, TINY_SASREC if backbone == "sasrec" else {})
+    model.eval()
+    lengths = torch.tensor([1, 8, 2, 1, 7, 3, 1, 8, 2])
+    seq = torch.zeros(len(lengths), 8, dtype=torch.long)
+    for row, n in enumerate(lengths.tolist()):
+        seq[row, 8 - n :] = torch.randint(1, 31, (n,))
+    widths = []
+    original = model.encode
+    model.encode = lambda s: (widths.append(tuple(s.shape)), original(s))[1]
+    grouped = encode_by_length(model.encode, seq, max_groups=3, call_cost=0)
+    assert len(widths) == 3 and sum(r for r, _ in widths) == len(seq)
+    assert sum(r * w for r, w in widths) < seq.numel()  # less padding
+    torch.testing.assert_close(grouped, original(seq), rtol=1e-5, atol=1e-6)

@@ -7,11 +7,21 @@ views are made differs.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["nt_xent", "repad_left", "unpad_left", "trim_left", "stack_left"]
+__all__ = [
+    "nt_xent",
+    "repad_left",
+    "unpad_left",
+    "trim_left",
+    "stack_left",
+    "length_groups",
+    "encode_by_length",
+]
 
 
 def nt_xent(
@@ -87,6 +97,86 @@ def stack_left(parts: list[torch.Tensor]) -> torch.Tensor:
     """
     width = max(p.shape[1] for p in parts)
     return torch.cat([F.pad(p, (width - p.shape[1], 0)) for p in parts])
+
+
+def length_groups(
+    lengths: torch.Tensor, max_groups: int, call_cost: int = 256
+) -> list[int]:
+    """Cut points that split rows sorted by length into few cheap backbone calls.
+
+    The cost of a call is modelled as ``rows * width + call_cost``: every row
+    is padded to the call's longest one, and each call has a fixed overhead
+    (``call_cost`` in row-positions). The cuts minimise the total cost over at
+    most ``max_groups`` calls, by dynamic programming over the distinct
+    lengths (at most the model's maximum length, so this is cheap).
+
+    Args:
+        lengths: (R,) non-padding length of each row, sorted ascending.
+        max_groups: Largest number of calls.
+        call_cost: Fixed cost of one call, in row-positions.
+
+    Returns:
+        Group sizes (sum R), in order, shortest rows first.
+    """
+    values, counts = torch.unique_consecutive(lengths, return_counts=True)
+    widths = values.clamp(min=1).tolist()
+    rows = [0, *torch.cumsum(counts, 0).tolist()]  # rows[i]: rows before value i
+    m = len(widths)
+    groups = max(1, min(max_groups, m))
+    inf = float("inf")
+    # best[g][j]: cheapest cover of the first j values with g calls.
+    best = [[inf] * (m + 1) for _ in range(groups + 1)]
+    back = [[0] * (m + 1) for _ in range(groups + 1)]
+    best[0][0] = 0.0
+    for g in range(1, groups + 1):
+        for j in range(1, m + 1):
+            for i in range(j):
+                cost = best[g - 1][i] + (rows[j] - rows[i]) * widths[j - 1] + call_cost
+                if cost < best[g][j]:
+                    best[g][j], back[g][j] = cost, i
+    g = min(range(1, groups + 1), key=lambda n: best[n][m])
+    sizes, j = [], m
+    while g > 0:
+        i = back[g][j]
+        sizes.append(rows[j] - rows[i])
+        j, g = i, g - 1
+    return sizes[::-1]
+
+
+def encode_by_length(
+    encode: Callable[[torch.Tensor], torch.Tensor],
+    seq: torch.Tensor,
+    max_groups: int,
+    call_cost: int = 256,
+) -> torch.Tensor:
+    """Encode a left-padded (R, L) matrix in a few calls grouped by row length.
+
+    Rows are sorted by their number of items and cut into at most
+    ``max_groups`` calls (:func:`length_groups`), each trimmed to its longest
+    row, so short sequences are not padded to the longest one of the batch.
+    The encoders count positions from the right and mask padding, so each row's
+    encoding is the same function of its items as in a single call.
+
+    Args:
+        encode: The backbone's ``encode``, (r, w) ids -> (r, D).
+        seq: (R, L) left-padded ids.
+        max_groups: Largest number of backbone calls (1 = one call).
+        call_cost: Fixed cost of a call in row-positions (see
+            :func:`length_groups`); the default, 256, is a heuristic.
+
+    Returns:
+        (R, D) encodings in the input row order.
+    """
+    if max_groups <= 1 or len(seq) == 0:
+        return encode(trim_left(seq))
+    lengths = (seq > 0).sum(dim=1)  # (R,)
+    order = torch.argsort(lengths, stable=True)
+    sizes = length_groups(lengths[order].cpu(), max_groups, call_cost)
+    if len(sizes) == 1:
+        return encode(trim_left(seq))
+    parts = [encode(trim_left(seq[rows])) for rows in order.split(sizes)]
+    encoded = torch.cat(parts)  # (R, D) in sorted order
+    return encoded[torch.argsort(order)]
 
 
 class SeededModule(nn.Module):

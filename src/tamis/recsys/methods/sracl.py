@@ -21,12 +21,14 @@ so its blend is not a convex combination during training; here attention
 dropout removes whole neighbours before the softmax (at least one is kept), so
 the weights always sum to one.
 
-Efficiency: instead of 1 + 2 + k separate backbone passes per sample, the anchor
-and both views go through the backbone in one call, and each *unique* neighbour
-prefix of the batch is encoded once; ``neighbour_sample`` draws a subset of the
-k neighbours per step; ``neighbour_encoding: batch-nograd`` encodes them without
-gradients, and ``memory`` reuses each training sample's latest (detached) anchor
-encoding, at most one epoch old, so that neighbours cost no backbone pass.
+Efficiency: instead of 1 + 2 + k separate backbone passes per sample, the
+anchor, both views and each *unique* neighbour prefix of the batch go through
+the backbone once, in a few calls grouped by sequence length
+(``length_groups``), so that short prefixes are not padded to the longest row
+of the step; ``neighbour_sample`` draws a subset of the k neighbours per step;
+``neighbour_encoding: batch-nograd`` encodes them without gradients, and
+``memory`` reuses each training sample's latest (detached) anchor encoding, at
+most one epoch old, so that neighbours cost no backbone pass.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from torch import nn
 from tamis.core.config import param
 from tamis.recsys.methods.contrastive import (
     SeededModule,
+    encode_by_length,
     nt_xent,
     stack_left,
     trim_left,
@@ -100,6 +103,12 @@ class SRACLArgs:
         "batch-nograd: encoded without gradients; memory: last anchor encoding of "
         "each training sample, refreshed as it is trained on (cheapest)",
         choices=("batch", "batch-nograd", "memory"),
+    )
+    length_groups: int = param(
+        4,
+        "backbone calls per step: rows (anchors, views, neighbours) are grouped "
+        "by length so that short ones are not padded to the longest (1 = one call)",
+        ge=1,
     )
     seed: int = param(0, "seed of the method's own random generator")
     semantics: SemanticsConfig = param(
@@ -368,7 +377,8 @@ class SRACL(SeededModule):
             unique, inverse = torch.unique(nb[valid], return_inverse=True)
             if mode == "batch":
                 parts.append(trim_left(self.padded[unique]))  # (U, L')
-        encoded = model.encode(stack_left(parts))  # (sum of rows, D)
+        groups = self.args.length_groups
+        encoded = encode_by_length(model.encode, stack_left(parts), groups)  # (R, D)
         h = encoded[:n]
         ce = self.ce_loss(model, h, batch["target"])
         loss, logs = ce, {"ce": float(ce.detach())}
@@ -390,11 +400,15 @@ class SRACL(SeededModule):
                 h_unique = encoded[n * (3 if use_item else 1) :]
             elif mode == "batch-nograd":
                 with torch.no_grad():
-                    h_unique = model.encode(trim_left(self.padded[unique]))
+                    h_unique = encode_by_length(
+                        model.encode, trim_left(self.padded[unique]), groups
+                    )
             else:
                 h_unique = self.memory[unique]
-            h_neigh = h.new_zeros(*nb.shape, h.shape[1])  # (B, m, D)
-            h_neigh[valid] = h_unique[inverse]
+            # (B, m, D) by one gather; invalid slots read an appended zero row.
+            slot = torch.full_like(nb, len(unique))
+            slot[valid] = inverse
+            h_neigh = torch.cat([h_unique, h_unique.new_zeros(1, h.shape[1])])[slot]
             user_cl = self._user_term(h, samples, nb, valid, h_neigh)
             if user_cl is not None:
                 loss = loss + self.args.alpha * user_cl
