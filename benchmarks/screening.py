@@ -10,24 +10,36 @@ Compares, per target and as a macro mean (AUROC, BEDROC(80.5), EF0.5/1/5%):
 (e) full S²Drug;
 
 on the DUD-E targets with structures, with leave-target-out cross-validation
-over folds of targets; plus the stage-1 sequence-only model on the ligand-only
-targets, binding-site AUROC/F1 of held-out crystal complexes, and throughput.
+over folds of targets, over several seeds (mean and standard deviation per
+method and per target); on the ligand-only targets, ECFP4 to one known active
+(removed from the library) and the stage-1 sequence-only models; binding-site
+AUROC/F1 of held-out crystal complexes per seed; and throughput.
+
+Every molecule is featurised once into an on-disk graph cache
+(``<work>/graph-cache/<target>-<digest>.npz``), so each trained model only runs
+the network over the full decoy sets.
 
 Leave-target-out is enforced three ways: stage 1 drops every activity-table
 protein with >= 40% identity to any evaluated target; in stage 2, a fold's
 test targets (their pocket, crystal ligand, actives and decoys) are never
 training items, and training complexes and training targets with >= 40%
-identity to a test target are dropped for that fold.
+identity to a test target are dropped for that fold. The folds are the same
+for every seed.
 
-Run: python benchmarks/screening.py --data-dir ../shared/data
+Run: nice -n 19 python benchmarks/screening.py --data-dir ../shared/data
+Throughput (timed at normal priority under the shared lock, 2 threads):
+flock /tmp/tamis-timing.lock python benchmarks/screening.py --throughput RUN_DIR \
+    --threads 2 --out benchmarks/results/screening_throughput.json
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import hashlib
 import json
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -35,10 +47,12 @@ from typing import Any
 
 import numpy as np
 import torch
+from rdkit import Chem
 
 from tamis.core.config import from_dict
 from tamis.core.io import atomic_write_json
 from tamis.core.runs import Run
+from tamis.screening.baselines import max_tanimoto
 from tamis.screening.config import TrainConfig
 from tamis.screening.data.align import sequence_identity
 from tamis.screening.data.complexes import (
@@ -48,7 +62,9 @@ from tamis.screening.data.complexes import (
     load_target_item,
 )
 from tamis.screening.data.dude import DudeTarget, read_dude_target
-from tamis.screening.data.ligands import read_reference_ligand
+from tamis.screening.data.ligands import LigandRecord, read_reference_ligand
+from tamis.screening.encoders.ligand import PackedGraphs, featurize
+from tamis.screening.encoders.protein import tokenize
 from tamis.screening.evaluate import ecfp_scores
 from tamis.screening.index import LigandIndex
 from tamis.screening.metrics import mean_over_targets, screening_metrics
@@ -116,20 +132,24 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--data-dir", type=Path, default=here.parent.parent / "shared/data")
     p.add_argument("--out", type=Path, default=here / "results/screening.json")
     p.add_argument("--work", type=Path, default=Path("runs/bench-screening"))
-    p.add_argument("--max-decoys", type=int, default=1000)
-    p.add_argument("--ligand-only-decoys", type=int, default=500)
+    p.add_argument(
+        "--max-decoys", type=int, default=0, help="decoys per target (0: all)"
+    )
+    p.add_argument("--ligand-only-decoys", type=int, default=0, help="(0: all)")
     p.add_argument("--folds", type=int, default=3)
     p.add_argument("--stage1-steps", type=int, default=100)
     p.add_argument("--stage2-steps", type=int, default=60)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--throughput-library", type=int, default=500_000)
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument(
-        "--throughput-only",
+        "--throughput",
         type=Path,
         default=None,
-        help="only measure throughput with this trained run directory",
+        metavar="RUN_DIR",
+        help="only measure encoding and index throughput with this trained model",
     )
-    p.add_argument("--queries", type=int, default=16, help="pockets per index search")
+    p.add_argument("--throughput-molecules", type=int, default=4000)
+    p.add_argument("--throughput-library", type=int, default=500_000)
+    p.add_argument("--repeats", type=int, default=3)
     p.add_argument(
         "--threads",
         type=int,
@@ -147,8 +167,9 @@ class Recorder:
         self.data: dict[str, Any] = {
             "command": " ".join([sys.executable.split("/")[-1], *sys.argv]),
             "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-            "machine": "shared 2-core CPU machine (several other jobs running; "
-            "timings are indicative only)",
+            "machine": "shared 2-core CPU machine, run under nice -n 19 while other "
+            "jobs ran; timings are wall times on that load",
+            "loadavg_start": os.getloadavg(),
             "torch_threads": torch.get_num_threads(),
             "settings": {k: str(v) for k, v in vars(args).items()},
             "model_shape": BENCH_MODEL,
@@ -174,83 +195,158 @@ def train_variant(
     return run.path, time.perf_counter() - start
 
 
-def chain_sequence(item: PocketItem) -> str:
-    return item.pocket.sequence
+def graph_cache(work: Path, name: str, library: list[LigandRecord]) -> PackedGraphs:
+    """Featurised 2D graphs of a library, read from or written to the disk cache."""
+    digest = hashlib.sha256("\n".join(r.smiles for r in library).encode()).hexdigest()
+    path = work / "graph-cache" / f"{name}-{digest[:16]}.npz"
+    if path.is_file():
+        return PackedGraphs.load(path)
+    packed = PackedGraphs.from_graphs([featurize(r.mol, False) for r in library])
+    packed.save(path)
+    return packed
 
 
-def measure_throughput(rec, targets, model_dir, n_index, n_queries=16):
-    """Molecules encoded per second and index scores per second."""
-    lib = [r for t in targets.values() for r in t.decoys][:4000]
-    screener = Screener(load_trained(model_dir), batch_size=512)
-    t1 = time.perf_counter()
-    from rdkit import Chem
+def mean_std(values: list[dict[str, float]]) -> dict[str, dict[str, float]]:
+    """Mean and (population) standard deviation of each metric over seeds."""
+    keys = [k for k in values[0] if not k.startswith("n_")]
+    return {
+        k: {
+            "mean": float(np.mean([v[k] for v in values])),
+            "std": float(np.std([v[k] for v in values])),
+        }
+        for k in keys
+    }
 
-    mols = [Chem.MolFromSmiles(r.smiles) for r in lib]
-    emb, _, _ = screener.encode_library(
-        [type(r)(r.name, m, r.smiles) for r, m in zip(lib, mols, strict=True)]
-    )
-    enc_rate = len(lib) / (time.perf_counter() - t1)
+
+def aggregate(per_seed: dict[str, dict[str, dict[str, dict[str, float]]]]):
+    """Per method: macro mean per seed, then mean/std over seeds; per target too."""
+    methods = sorted({m for s in per_seed.values() for m in s})
+    out: dict[str, Any] = {}
+    for m in methods:
+        runs = [s[m] for s in per_seed.values() if s.get(m)]
+        common = set.intersection(*(set(r) for r in runs))
+        runs = [{t: r[t] for t in common} for r in runs]
+        out[m] = {
+            "seeds": len(runs),
+            "targets": sorted(common),
+            "mean_over_targets": mean_std([mean_over_targets(r) for r in runs]),
+            "per_target": {t: mean_std([r[t] for r in runs]) for t in sorted(common)},
+        }
+    return out
+
+
+def ligand_only_ecfp(t: DudeTarget, seed: int) -> dict[str, float]:
+    """ECFP4 max-Tanimoto to one active drawn by ``seed`` (removed from the set)."""
+    ref = int(np.random.default_rng(seed).integers(len(t.actives)))
+    lib = [r for i, r in enumerate(t.library) if i != ref]
+    labels = np.delete(t.labels, ref)
+    scores = max_tanimoto([r.mol for r in lib], [t.actives[ref].mol])
+    return screening_metrics(scores, labels, seed)
+
+
+SAMPLING_OFF = {
+    "homology_weighting": False,
+    "redundancy_removal": False,
+    "noise_filter": False,
+    "promiscuity_filter": False,
+    "pains_filter": False,
+}
+
+
+def encoding_rate(screener: Screener, smiles: list[str]) -> float:
+    """Molecules/s from SMILES strings to embeddings (parse, featurise, network)."""
+    start = time.perf_counter()
+    for i in range(0, len(smiles), screener.batch_size):
+        mols = [Chem.MolFromSmiles(s) for s in smiles[i : i + screener.batch_size]]
+        screener.encode_mols([m for m in mols if m is not None])
+    return len(smiles) / (time.perf_counter() - start)
+
+
+def index_rate(index: LigandIndex, queries: np.ndarray, k: int, repeats: int) -> float:
+    """Best pocket-ligand scores/s of ``repeats`` top-k searches."""
+    best = 0.0
+    for _ in range(repeats):
+        start = time.perf_counter()
+        index.search(queries, k)
+        best = max(best, len(queries) * len(index) / (time.perf_counter() - start))
+    return best
+
+
+def measure_throughput(rec: Recorder, args: argparse.Namespace) -> dict[str, Any]:
+    """Encoding (SMILES to embedding) and index search throughput."""
+    import faiss
+
+    faiss.omp_set_num_threads(args.threads)
+    dude = args.data_dir / "screening" / "dude"
+    smiles: list[str] = []
+    for name in ("aces", "fa10", "pde5a", "dhi1"):
+        lines = (dude / name / "decoys_final.ism").read_text().splitlines()
+        smiles += [ln.split()[0] for ln in lines[: args.throughput_molecules // 4]]
+    out: dict[str, Any] = {"loadavg_before": os.getloadavg()}
+
+    # Encoding: SMILES parsing + 2D featurisation + graph network, per batch size.
+    model = load_trained(args.throughput)
+    for bs in (256, 1024):
+        screener = Screener(model, batch_size=bs)
+        encoding_rate(screener, smiles[:bs])  # warm-up
+        rates = [encoding_rate(screener, smiles) for _ in range(args.repeats)]
+        out[f"molecules_per_s_batch{bs}"] = {
+            "runs": rates,
+            "median": float(np.median(rates)),
+        }
+
+    # Index: exact top-100 of 500k unit vectors for batches of pockets.
     rng = np.random.default_rng(0)
-    base_vecs = rng.normal(size=(n_index, 128)).astype(np.float32)
-    base_vecs /= np.linalg.norm(base_vecs, axis=1, keepdims=True)
-    index = LigandIndex(128)
-    index.add(base_vecs, [""] * len(base_vecs), [""] * len(base_vecs))
-    queries = base_vecs[:n_queries]
-    t1 = time.perf_counter()
-    _ = index.search(queries, 100)
-    search_rate = len(queries) * len(index) / (time.perf_counter() - t1)
-    # All scores (no top-k selection): one dense product, as `screen run --index`.
-    t1 = time.perf_counter()
-    _ = index.score_all(queries)
-    dense_rate = len(queries) * len(index) / (time.perf_counter() - t1)
-    rec.put(
-        "throughput",
-        {
-            "molecules_encoded_per_s_from_smiles": enc_rate,
-            "index_scores_per_s": search_rate,
-            "index_all_scores_per_s_dense": dense_rate,
-            "library_size_for_index": len(index),
-            "pockets_per_search": n_queries,
-            "note": "SMILES parsing + 2D featurisation + graph network, batch 512; "
-            "FAISS IndexFlatIP top-100 search for a batch of pockets; dense: every "
-            "pocket-ligand score from the index vectors in one matrix product. "
-            "Shared, loaded machine.",
-        },
+    base = rng.normal(size=(args.throughput_library, 128)).astype(np.float32)
+    base /= np.linalg.norm(base, axis=1, keepdims=True)
+    names = [""] * len(base)
+    indexes = {
+        "torch_float32": LigandIndex(128, "torch"),
+        "torch_bfloat16": LigandIndex(128, "torch", "bfloat16"),
+        "faiss_flat": LigandIndex(128, "faiss"),
+    }
+    for key, index in indexes.items():
+        index.add(base, names, names)
+        for n_q in (16, 64, 256):
+            rate = index_rate(index, base[:n_q], 100, args.repeats)
+            out[f"index_{key}_top100_{n_q}_pockets_scores_per_s"] = rate
+    out["loadavg_after"] = os.getloadavg()
+    out["library_size_for_index"] = len(base)
+    out["n_molecules"] = len(smiles)
+    out["note"] = (
+        "normal priority under flock /tmp/tamis-timing.lock; best of repeats for the "
+        "index, median for encoding; from SMILES strings, 2D graphs"
     )
+    rec.put("throughput", out)
+    return out
 
 
 def main() -> None:
     args = parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     logging.getLogger("tamis.screening.data.ligands").setLevel(logging.ERROR)
-    torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
     rec = Recorder(args.out, args)
+    if args.throughput is not None:
+        print(json.dumps(measure_throughput(rec, args), indent=1))
+        rec.data["complete"] = True
+        rec.put("complete", True)
+        return
     scr = args.data_dir / "screening"
     dude = scr / "dude"
     work = args.work
     work.mkdir(parents=True, exist_ok=True)
-    if args.throughput_only is not None:
-        targets = {
-            n: read_dude_target(dude / n, args.max_decoys, args.seed)
-            for n in ("aces", "fa10", "pde5a", "cdk2")
-        }
-        measure_throughput(
-            rec, targets, args.throughput_only, args.throughput_library, args.queries
-        )
-        rec.data["complete"] = True
-        rec.put("throughput", rec.data["throughput"])
-        print(json.dumps(rec.data["throughput"], indent=1))
-        return
+    max_decoys = args.max_decoys or None
+    timings: dict[str, float] = {}
 
-    # -- targets, ECFP4 baseline ---------------------------------------------
+    # -- targets, graph caches, ECFP4 baseline -------------------------------
     t0 = time.perf_counter()
-    targets: dict[str, DudeTarget] = {}
-    for name in STRUCTURE_TARGETS:
-        targets[name] = read_dude_target(dude / name, args.max_decoys, args.seed)
+    targets = {n: read_dude_target(dude / n, max_decoys, 0) for n in STRUCTURE_TARGETS}
     pockets = {
         n: pocket_from_files(t.receptor, t.crystal_ligand) for n, t in targets.items()
     }
+    graphs = {n: graph_cache(work, n, t.library) for n, t in targets.items()}
+    timings["read_and_featurise_structure_targets_s"] = time.perf_counter() - t0
     rec.put(
         "targets",
         {
@@ -263,14 +359,31 @@ def main() -> None:
             for n, t in targets.items()
         },
     )
-    results: dict[str, dict[str, Any]] = {v: {} for v in "abcde"}
-    for n, t in targets.items():
-        results["a"][n] = screening_metrics(ecfp_scores(t), t.labels, args.seed)
-    rec.put("per_target", results)
-    log.info("targets and ECFP4 done in %.0f s", time.perf_counter() - t0)
-
-    # -- stage 1 (shared by all folds: every evaluated target excluded) ------
+    ecfp = {
+        n: screening_metrics(ecfp_scores(t), t.labels, 0) for n, t in targets.items()
+    }
     fasta = read_fasta(dude / "dude_targets.fasta")
+    t0 = time.perf_counter()
+    lo_targets: dict[str, DudeTarget] = {}
+    for n in LIGAND_ONLY:
+        folder = dude / n if (dude / n).is_dir() else scr / "dude-ligand-only" / n
+        if folder.is_dir() and n in fasta:
+            lo_targets[n] = read_dude_target(folder, args.ligand_only_decoys or None, 0)
+    lo_graphs = {
+        n: graph_cache(work, f"lo-{n}", t.library) for n, t in lo_targets.items()
+    }
+    timings["read_and_featurise_ligand_only_targets_s"] = time.perf_counter() - t0
+    rec.put(
+        "ligand_only_targets",
+        {
+            n: {"actives": len(t.actives), "decoys": len(t.decoys)}
+            for n, t in lo_targets.items()
+        },
+    )
+    rec.put("timings", timings)
+    log.info("targets, caches and ECFP4 ready")
+
+    # -- stage-1 exclusions (shared by all seeds and folds) ------------------
     excluded_names = [n for n in (*STRUCTURE_TARGETS, *LIGAND_ONLY) if n in fasta]
     s1_common = {
         "activity": [str(scr / "activity/davis")],
@@ -283,13 +396,10 @@ def main() -> None:
     }
     base = {
         "out": str(work),
-        "seed": args.seed,
         "device": "cpu",
         "checkpoint_every": 1000,
         "model": BENCH_MODEL,
     }
-    stage1 = {}
-    timings: dict[str, float] = {}
     t1 = time.perf_counter()
     probe_cfg = from_dict(
         TrainConfig, {**base, "stage1": s1_common, "stage2": {"steps": 0}}
@@ -297,46 +407,8 @@ def main() -> None:
     exclude = stage1_exclusions(probe_cfg, stage1_table(probe_cfg))
     timings["stage1_homology_exclusion_s"] = time.perf_counter() - t1
     rec.put("stage1_excluded_proteins", sorted(exclude))
-    for tag, sampling in (
-        ("bds", {}),
-        (
-            "nobds",
-            {
-                "homology_weighting": False,
-                "redundancy_removal": False,
-                "noise_filter": False,
-                "promiscuity_filter": False,
-                "pains_filter": False,
-            },
-        ),
-    ):
-        cfg_dict = {
-            **base,
-            "name": f"stage1-{tag}",
-            "stage1": {**s1_common, "sampling": sampling},
-            "stage2": {"steps": 0},
-        }
-        t1 = time.perf_counter()
-        pairs = stage1_pairs(from_dict(TrainConfig, cfg_dict), exclude)
-        prep = time.perf_counter() - t1
-        path, secs = train_variant(f"stage1-{tag}", cfg_dict, work, pairs, [])
-        stage1[tag] = path
-        timings[f"stage1_{tag}_prep_s"] = prep
-        timings[f"stage1_{tag}_train_s"] = secs
-        rec.put(
-            f"stage1_{tag}",
-            {
-                "sampling": pairs.report.as_dict(),
-                "proteins": len(pairs.sequences),
-                "run": str(path),
-            },
-        )
-    rec.put("timings", timings)
-    measure_throughput(
-        rec, targets, stage1["bds"], args.throughput_library, args.queries
-    )
 
-    # -- stage-2 items: complexes and targets --------------------------------
+    # -- stage-2 complexes (seed-independent) --------------------------------
     complexes: list[PocketItem] = []
     for root in (
         "complexes/diffdock",
@@ -351,33 +423,120 @@ def main() -> None:
                 continue
             if item.ligands:
                 complexes.append(item)
-    target_items = {
-        n: load_target_item(dude / n, 64, args.seed) for n in STRUCTURE_TARGETS
+    folds = [list(STRUCTURE_TARGETS[i :: args.folds]) for i in range(args.folds)]
+    rec.put("folds", folds)
+
+    per_seed: dict[int, dict[str, Any]] = {}
+    for seed in args.seeds:
+        per_seed[seed] = run_seed(
+            seed,
+            args,
+            rec,
+            base,
+            s1_common,
+            exclude,
+            complexes,
+            folds,
+            targets,
+            pockets,
+            graphs,
+            lo_targets,
+            lo_graphs,
+            fasta,
+            ecfp,
+            timings,
+        )
+        summarise(rec, per_seed)
+
+    rec.data["loadavg_end"] = os.getloadavg()
+    rec.data["complete"] = True
+    summarise(rec, per_seed)
+    print(json.dumps(rec.data["summary"]["structure"], indent=1)[:4000])
+
+
+def summarise(rec: Recorder, per_seed: dict[int, dict[str, Any]]) -> None:
+    """Rewrite the per-seed results and their mean/std over finished seeds."""
+    rec.data["per_seed"] = {str(s): r for s, r in per_seed.items()}
+    rec.put(
+        "summary",
+        {
+            "structure": aggregate({s: r["structure"] for s, r in per_seed.items()}),
+            "ligand_only": aggregate(
+                {s: r["ligand_only"] for s, r in per_seed.items()}
+            ),
+            "binding_sites": aggregate(
+                {s: {"e": r["binding_sites"]} for s, r in per_seed.items()}
+            ),
+        },
+    )
+
+
+def run_seed(
+    seed,
+    args,
+    rec,
+    base,
+    s1_common,
+    exclude,
+    complexes,
+    folds,
+    targets,
+    pockets,
+    graphs,
+    lo_targets,
+    lo_graphs,
+    fasta,
+    ecfp,
+    timings,
+) -> dict[str, Any]:
+    """Stage 1, every fold's four variants, ligand-only targets: one seed."""
+    out: dict[str, Any] = {
+        "structure": {"a": dict(ecfp), "b": {}, "c": {}, "d": {}, "e": {}},
+        "binding_sites": {},
+        "gates": {},
+        "ligand_only": {"ecfp4_one_active": {}, "stage1_bds": {}, "stage1_nobds": {}},
     }
+    sd = {**base, "seed": seed}
+    dude = args.data_dir / "screening" / "dude"
+
+    # Stage 1 with and without bilateral data sampling.
+    stage1: dict[str, Path] = {}
+    for tag, sampling in (("bds", {}), ("nobds", SAMPLING_OFF)):
+        cfg_dict = {
+            **sd,
+            "name": f"s{seed}-stage1-{tag}",
+            "stage1": {**s1_common, "sampling": sampling},
+            "stage2": {"steps": 0},
+        }
+        pairs = stage1_pairs(from_dict(TrainConfig, cfg_dict), exclude)
+        path, secs = train_variant(cfg_dict["name"], cfg_dict, args.work, pairs, [])
+        stage1[tag] = path
+        timings[f"seed{seed}_stage1_{tag}_train_s"] = secs
+        out[f"stage1_{tag}_sampling"] = pairs.report.as_dict()
+    rec.put("timings", timings)
+
+    # Stage-2 items: crystal pockets and actives of the structure targets.
+    target_items = {n: load_target_item(dude / n, 64, seed) for n in STRUCTURE_TARGETS}
     seqs = {n: it.pocket.sequence for n, it in target_items.items()}
 
-    # Homology between every training item and every test target.
     def homolog(seq: str, test: list[str]) -> bool:
         return any(sequence_identity(seq[:800], seqs[t][:800]) >= 0.4 for t in test)
 
-    folds = [list(STRUCTURE_TARGETS[i :: args.folds]) for i in range(args.folds)]
-    rec.put("folds", folds)
-    sites: dict[str, Any] = {}
-    gates: dict[str, Any] = {}
     dropped: dict[str, list[str]] = {}
     for f_idx, test in enumerate(folds):
-        train_items = [target_items[n] for n in STRUCTURE_TARGETS if n not in test]
+        t_fold = time.perf_counter()
         train_items = [
-            it for it in train_items if not homolog(chain_sequence(it), test)
+            target_items[n]
+            for n in STRUCTURE_TARGETS
+            if n not in test and not homolog(seqs[n], test)
         ]
-        kept_complexes = [c for c in complexes if not homolog(chain_sequence(c), test)]
-        items = train_items + kept_complexes
+        kept = [c for c in complexes if not homolog(c.pocket.sequence, test)]
+        items = train_items + kept
         dropped[f"fold{f_idx}"] = sorted(
             {it.pocket.name for it in [*target_items.values(), *complexes]}
             - {it.pocket.name for it in items}
             - set(test)
         )
-        rec.put("dropped_as_homologs", dropped)
         s2 = {
             "steps": args.stage2_steps,
             "pockets_per_batch": 8,
@@ -391,77 +550,76 @@ def main() -> None:
             "e": (BENCH_MODEL, stage1["bds"], 1.0),
         }
         for v, (model, init, bsp) in variants.items():
+            name = f"s{seed}-fold{f_idx}-{v}"
             cfg_dict = {
-                **base,
-                "name": f"fold{f_idx}-{v}",
+                **sd,
+                "name": name,
                 "model": model,
                 "init": str(init) if init else None,
                 "stage1": {"steps": 0},
                 "stage2": {**s2, "bsp_weight": bsp},
             }
-            path, secs = train_variant(f"fold{f_idx}-{v}", cfg_dict, work, None, items)
-            timings[f"fold{f_idx}_{v}_train_s"] = secs
+            path, secs = train_variant(name, cfg_dict, args.work, None, items)
+            timings[f"seed{seed}_fold{f_idx}_{v}_train_s"] = secs
             trained = load_trained(path)
-            screener = Screener(trained, batch_size=512)
+            screener = Screener(trained, batch_size=1024)
+            t_enc = time.perf_counter()
             for n in test:
-                t = targets[n]
                 p_emb = screener.encode_pockets([pockets[n]])[0]
-                emb, _, _ = screener.encode_library(t.library, total=len(t.library))
-                results[v][n] = screening_metrics(emb @ p_emb, t.labels, args.seed)
+                emb = screener.encode_packed(graphs[n])
+                out["structure"][v][n] = screening_metrics(
+                    emb @ p_emb, targets[n].labels, seed
+                )
                 if v == "e":
-                    ref = read_reference_ligand(t.crystal_ligand)
-                    probe = target_items[n].ligands[:1] or [ref]
-                    probs = predict_sites(
-                        trained, target_items[n].pocket.sequence, probe
+                    eval_sites(
+                        out, n, trained, target_items[n], targets[n], seed, pockets
                     )
-                    sites[n] = site_metrics(probs, target_items[n].pocket.site_labels)
-                    with torch.no_grad():
-                        _, beta, _ = trained.pocket_states(
-                            collate_pockets([pockets[n]], trained.shape.max_seq_len)
-                        )
-                    b = beta[0].detach().numpy()
-                    gates[n] = {
-                        "mean": float(b.mean()),
-                        "min": float(b.min()),
-                        "max": float(b.max()),
-                    }
-            rec.put("per_target", results)
-            rec.put("timings", timings)
-            log.info("fold %d variant %s done (%.0f s)", f_idx, v, secs)
-        rec.put("binding_sites_heldout", sites)
-        rec.put("gate_values_heldout", gates)
-
-    summary = {v: mean_over_targets(r) for v, r in results.items() if r}
-    rec.put("mean", summary)
-
-    # -- ligand-only targets: stage-1 sequence model, zero-shot --------------
-    from tamis.screening.encoders.protein import tokenize
-
-    lo_results: dict[str, Any] = {}
-    seq_model = load_trained(stage1["bds"])
-    screener = Screener(seq_model, batch_size=512)
-    for n in LIGAND_ONLY:
-        folder = dude / n if (dude / n).is_dir() else scr / "dude-ligand-only" / n
-        if not folder.is_dir() or n not in fasta:
-            continue
-        t = read_dude_target(folder, args.ligand_only_decoys, args.seed)
-        with torch.no_grad():
-            p = seq_model.encode_sequences(tokenize([fasta[n][:256]]))[0].numpy()
-        emb, _, _ = screener.encode_library(t.library, total=len(t.library))
-        lo_results[n] = screening_metrics(emb @ p, t.labels, args.seed)
-        rec.put(
-            "ligand_only_stage1_sequence_model",
-            {"per_target": lo_results, "mean": mean_over_targets(lo_results)},
+            timings[f"seed{seed}_fold{f_idx}_{v}_encode_s"] = (
+                time.perf_counter() - t_enc
+            )
+        timings[f"seed{seed}_fold{f_idx}_total_s"] = time.perf_counter() - t_fold
+        out["dropped_as_homologs"] = dropped
+        rec.put("timings", timings)
+        log.info(
+            "seed %d fold %d done in %.0f s", seed, f_idx, time.perf_counter() - t_fold
         )
 
-    rec.data["complete"] = True
-    rec.put("mean", summary)
-    print(
-        json.dumps(
-            {"mean": summary, "sites": sites, "throughput": rec.data["throughput"]},
-            indent=1,
+    # Ligand-only targets: ECFP4 to one active, stage-1 sequence models.
+    t_lo = time.perf_counter()
+    for n, t in lo_targets.items():
+        out["ligand_only"]["ecfp4_one_active"][n] = ligand_only_ecfp(t, seed)
+    for tag in ("bds", "nobds"):
+        seq_model = load_trained(stage1[tag])
+        screener = Screener(seq_model, batch_size=1024)
+        for n, t in lo_targets.items():
+            with torch.inference_mode():
+                tokens = tokenize([fasta[n][: BENCH_MODEL["max_seq_len"]]])
+                p = seq_model.encode_sequences(tokens)[0].numpy()
+            emb = screener.encode_packed(lo_graphs[n])
+            out["ligand_only"][f"stage1_{tag}"][n] = screening_metrics(
+                emb @ p, t.labels, seed
+            )
+    timings[f"seed{seed}_ligand_only_s"] = time.perf_counter() - t_lo
+    rec.put("timings", timings)
+    return out
+
+
+def eval_sites(out, n, trained, item, target, seed, pockets) -> None:
+    """Binding-site metrics and gate values of a held-out crystal complex."""
+    ref = read_reference_ligand(target.crystal_ligand)
+    probe = item.ligands[:1] or [ref]
+    probs = predict_sites(trained, item.pocket.sequence, probe)
+    out["binding_sites"][n] = site_metrics(probs, item.pocket.site_labels, seed=seed)
+    with torch.inference_mode():
+        _, beta, _ = trained.pocket_states(
+            collate_pockets([pockets[n]], trained.shape.max_seq_len)
         )
-    )
+    b = beta[0].numpy()
+    out["gates"][n] = {
+        "mean": float(b.mean()),
+        "min": float(b.min()),
+        "max": float(b.max()),
+    }
 
 
 if __name__ == "__main__":

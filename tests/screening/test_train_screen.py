@@ -99,7 +99,7 @@ def test_index_save_load(tmp_path: Path) -> None:
     assert again.names == index.names and len(again) == 20
     with pytest.raises(ValueError, match="expected"):
         index.add(emb[:, :4], ["a"] * 20, ["C"] * 20)
-    with pytest.raises(FileNotFoundError, match="ligands.faiss"):
+    with pytest.raises(FileNotFoundError, match="ligands.json"):
         LigandIndex.load(tmp_path)
 
 

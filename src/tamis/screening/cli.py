@@ -177,8 +177,36 @@ def run_screen(
 @click.option("--library", type=_EXISTING, required=True)
 @click.option("--out", type=_PATH, required=True, help="Index folder to write.")
 @click.option("--batch-size", type=int, default=512, show_default=True)
-def build_index(model_dir: Path, library: Path, out: Path, batch_size: int) -> None:
-    """Encode a library once into a FAISS index for many pockets."""
+@click.option(
+    "--backend",
+    type=click.Choice(["auto", "torch", "faiss"]),
+    default="auto",
+    show_default=True,
+    help="auto: exact blocked GEMM (torch) for flat search, FAISS otherwise.",
+)
+@click.option(
+    "--storage",
+    type=click.Choice(["float32", "float16", "bfloat16"]),
+    default="float32",
+    show_default=True,
+    help="Vector storage of the torch backend (float32 accumulation).",
+)
+@click.option(
+    "--faiss-factory",
+    default="Flat",
+    show_default=True,
+    help="FAISS index factory string, e.g. IVF4096,PQ32 for huge libraries.",
+)
+def build_index(
+    model_dir: Path,
+    library: Path,
+    out: Path,
+    batch_size: int,
+    backend: str,
+    storage: str,
+    faiss_factory: str,
+) -> None:
+    """Encode a library once into an index for many pockets."""
     from tamis.screening.data.ligands import LigandReader
     from tamis.screening.index import LigandIndex
     from tamis.screening.screen import Screener
@@ -189,7 +217,9 @@ def build_index(model_dir: Path, library: Path, out: Path, batch_size: int) -> N
         screener = Screener(model, batch_size)
         reader = LigandReader(library)
         emb, names, smiles = screener.encode_library(reader)
-        index = LigandIndex(model.shape.embed_dim)
+        index = LigandIndex(
+            model.shape.embed_dim, backend, storage, faiss_factory=faiss_factory
+        )
         index.add(emb, names, smiles)
         index.save(out)
     click.echo(f"indexed {len(index)} molecules ({reader.n_skipped} skipped): {out}")

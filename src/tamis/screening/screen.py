@@ -22,7 +22,7 @@ from tamis.screening.data.ligands import (
 )
 from tamis.screening.data.pdb import read_pdb
 from tamis.screening.data.pockets import Box, Pocket, extract_pocket
-from tamis.screening.encoders.ligand import collate_graphs, featurize
+from tamis.screening.encoders.ligand import PackedGraphs, collate_graphs, featurize
 from tamis.screening.metrics import rank_order
 from tamis.screening.model import S2Drug, collate_pockets
 
@@ -109,18 +109,32 @@ class Screener:
         self.model = model.eval()
         self.batch_size, self.use_3d, self.device = batch_size, use_3d, device
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def encode_pockets(self, pockets: list[Pocket]) -> np.ndarray:
         """(P, E) pocket embeddings."""
         batch = collate_pockets(pockets, self.model.shape.max_seq_len)
         return self.model.encode_pockets(batch.to(self.device)).cpu().numpy()
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def encode_mols(self, mols: list[Chem.Mol]) -> np.ndarray:
         """(N, E) embeddings of a list of molecules (one chunk)."""
         graphs = [featurize(m, self.use_3d) for m in mols]
         lig = collate_graphs(graphs).to(self.device)
         return self.model.encode_ligands(lig).cpu().numpy()
+
+    @torch.inference_mode()
+    def encode_packed(self, graphs: PackedGraphs) -> np.ndarray:
+        """(N, E) embeddings of cached graphs: only the network runs."""
+        out = [
+            self.model.encode_ligands(
+                graphs.batch(i, i + self.batch_size).to(self.device)
+            )
+            .cpu()
+            .numpy()
+            for i in range(0, len(graphs), self.batch_size)
+        ]
+        dim = self.model.shape.embed_dim
+        return np.concatenate(out) if out else np.zeros((0, dim), np.float32)
 
     def encode_library(
         self, records: Iterable[LigandRecord], total: int | None = None

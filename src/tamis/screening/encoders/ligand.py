@@ -12,17 +12,22 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 from rdkit import Chem
 from torch import nn
+from torch.nn import functional as F
+
+from tamis.core.io import atomic_write
 
 __all__ = [
     "LigandGraph",
     "LigandBatch",
     "featurize",
     "collate_graphs",
+    "PackedGraphs",
     "rbf",
     "LigandEncoder",
     "ATOM_VOCAB",
@@ -47,6 +52,10 @@ _BOND = {
 BOND_VOCAB = (5, 2, 2)
 _ELEMENT_INDEX = {z: i + 1 for i, z in enumerate(_ELEMENTS)}
 _HYBRID_INDEX = {h: i + 1 for i, h in enumerate(_HYBRID)}
+#: Atomic number -> element feature (0 = other), as an array for vector lookup.
+_ELEMENT_LOOKUP = np.zeros(119, dtype=np.int64)
+for _z, _i in _ELEMENT_INDEX.items():
+    _ELEMENT_LOOKUP[_z] = _i
 
 
 @dataclass
@@ -69,33 +78,42 @@ class LigandGraph:
 def featurize(mol: Chem.Mol, use_3d: bool = True) -> LigandGraph:
     """Atom and bond features of an RDKit molecule (hydrogens implicit).
 
+    One list comprehension per feature column, then one table lookup per
+    column: a few times faster than filling a row per atom in Python.
+
     Args:
         mol: The molecule.
         use_3d: Use bond lengths from the molecule's conformer when it has one.
     """
-    atoms = np.empty((mol.GetNumAtoms(), len(ATOM_VOCAB)), dtype=np.int64)
-    for i, a in enumerate(mol.GetAtoms()):
-        atoms[i] = (
-            _ELEMENT_INDEX.get(a.GetAtomicNum(), 0),
-            min(a.GetDegree(), 6),
-            min(max(a.GetFormalCharge() + 2, 0), 4),
-            int(a.GetIsAromatic()),
-            _HYBRID_INDEX.get(a.GetHybridization(), 0),
-            min(a.GetTotalNumHs(), 4),
-            int(a.IsInRing()),
+    atom_list = list(mol.GetAtoms())
+    atoms = np.empty((len(atom_list), len(ATOM_VOCAB)), dtype=np.int64)
+    if atom_list:
+        element = np.array([a.GetAtomicNum() for a in atom_list])
+        atoms[:, 0] = _ELEMENT_LOOKUP[np.minimum(element, _ELEMENT_LOOKUP.size - 1)]
+        atoms[:, 1] = np.minimum([a.GetDegree() for a in atom_list], 6)
+        atoms[:, 2] = np.clip(
+            np.array([a.GetFormalCharge() for a in atom_list]) + 2, 0, 4
         )
-    n_b = mol.GetNumBonds()
+        atoms[:, 3] = [a.GetIsAromatic() for a in atom_list]
+        atoms[:, 4] = [_HYBRID_INDEX.get(a.GetHybridization(), 0) for a in atom_list]
+        atoms[:, 5] = np.minimum([a.GetTotalNumHs() for a in atom_list], 4)
+        atoms[:, 6] = [a.IsInRing() for a in atom_list]
+
+    # Both directions of every bond: edge 2j is u -> v, edge 2j+1 is v -> u.
+    bond_list = list(mol.GetBonds())
+    n_b = len(bond_list)
     edges = np.empty((2, 2 * n_b), dtype=np.int64)
     bonds = np.empty((2 * n_b, len(BOND_VOCAB)), dtype=np.int64)
-    for j, b in enumerate(mol.GetBonds()):
-        u, v = b.GetBeginAtomIdx(), b.GetEndAtomIdx()
-        feat = (
-            _BOND.get(b.GetBondType(), 4),
-            int(b.GetIsConjugated()),
-            int(b.IsInRing()),
-        )
-        edges[:, 2 * j], edges[:, 2 * j + 1] = (u, v), (v, u)
-        bonds[2 * j] = bonds[2 * j + 1] = feat
+    if n_b:
+        u = np.array([b.GetBeginAtomIdx() for b in bond_list])
+        v = np.array([b.GetEndAtomIdx() for b in bond_list])
+        edges[0, 0::2], edges[1, 0::2] = u, v
+        edges[0, 1::2], edges[1, 1::2] = v, u
+        feat = np.empty((n_b, len(BOND_VOCAB)), dtype=np.int64)
+        feat[:, 0] = [_BOND.get(b.GetBondType(), 4) for b in bond_list]
+        feat[:, 1] = [b.GetIsConjugated() for b in bond_list]
+        feat[:, 2] = [b.IsInRing() for b in bond_list]
+        bonds[0::2] = bonds[1::2] = feat
     lengths = None
     if use_3d and mol.GetNumConformers() > 0 and n_b > 0:
         pos = mol.GetConformer().GetPositions()
@@ -168,6 +186,108 @@ def collate_graphs(graphs: Sequence[LigandGraph]) -> LigandBatch:
     )
 
 
+@dataclass
+class PackedGraphs:
+    """Many featurised graphs in flat arrays: a cache that costs no Python per graph.
+
+    Graph ``g`` owns atoms ``atom_offsets[g]:atom_offsets[g + 1]`` and edges
+    ``edge_offsets[g]:edge_offsets[g + 1]``; edge indices are global (into
+    ``atoms``). Written as ``.npz`` and read with ``allow_pickle=False``.
+
+    Attributes:
+        atoms: (N, 7) categorical atom features of all graphs.
+        edges: (2, E) directed edges, global atom indices.
+        bonds: (E, 3) categorical bond features.
+        lengths: (E,) bond lengths, NaN where the graph has no 3D conformer.
+        atom_offsets: (G + 1,) start of each graph's atoms.
+        edge_offsets: (G + 1,) start of each graph's edges.
+    """
+
+    atoms: np.ndarray
+    edges: np.ndarray
+    bonds: np.ndarray
+    lengths: np.ndarray
+    atom_offsets: np.ndarray
+    edge_offsets: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.atom_offsets) - 1
+
+    @classmethod
+    def from_graphs(cls, graphs: Sequence[LigandGraph]) -> PackedGraphs:
+        """Pack a list of graphs (the order is kept)."""
+        n_atoms = np.array([g.atoms.shape[0] for g in graphs], dtype=np.int64)
+        n_edges = np.array([g.edges.shape[1] for g in graphs], dtype=np.int64)
+        atom_offsets = np.r_[0, np.cumsum(n_atoms)].astype(np.int64)
+        edge_offsets = np.r_[0, np.cumsum(n_edges)].astype(np.int64)
+        width_a, width_b = len(ATOM_VOCAB), len(BOND_VOCAB)
+        return cls(
+            atoms=np.concatenate(
+                [g.atoms for g in graphs] or [np.zeros((0, width_a), np.int64)]
+            ).astype(np.int8),
+            edges=np.concatenate(
+                [g.edges + o for g, o in zip(graphs, atom_offsets, strict=False)]
+                or [np.zeros((2, 0), np.int64)],
+                axis=1,
+            ),
+            bonds=np.concatenate(
+                [g.bonds for g in graphs] or [np.zeros((0, width_b), np.int64)]
+            ).astype(np.int8),
+            lengths=np.concatenate(
+                [
+                    g.lengths
+                    if g.lengths is not None
+                    else np.full(g.edges.shape[1], np.nan)
+                    for g in graphs
+                ]
+                or [np.zeros(0)]
+            ).astype(np.float32),
+            atom_offsets=atom_offsets,
+            edge_offsets=edge_offsets,
+        )
+
+    def batch(self, start: int, stop: int) -> LigandBatch:
+        """Graphs ``start:stop`` as one :class:`LigandBatch` (vectorised collate)."""
+        stop = min(stop, len(self))
+        if not 0 <= start < stop:
+            raise ValueError(f"PackedGraphs.batch: empty range {start}:{stop}")
+        a0, a1 = self.atom_offsets[start], self.atom_offsets[stop]
+        e0, e1 = self.edge_offsets[start], self.edge_offsets[stop]
+        sizes = np.diff(self.atom_offsets[start : stop + 1])
+        lengths = self.lengths[e0:e1]
+        known = ~np.isnan(lengths)
+        return LigandBatch(
+            torch.from_numpy(self.atoms[a0:a1].astype(np.int64)),
+            torch.from_numpy(self.edges[:, e0:e1] - a0),
+            torch.from_numpy(self.bonds[e0:e1].astype(np.int64)),
+            torch.from_numpy(np.where(known, lengths, 0.0).astype(np.float32)),
+            torch.from_numpy(known.astype(np.float32)),
+            torch.from_numpy(np.repeat(np.arange(stop - start), sizes)),
+            stop - start,
+        )
+
+    def save(self, path: str | Path) -> Path:
+        """Write the arrays to ``path`` (``.npz``) atomically."""
+        arrays = {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+        def write(tmp: Path) -> None:
+            with open(tmp, "wb") as fh:
+                np.savez(fh, **arrays)
+
+        return atomic_write(path, write)
+
+    @classmethod
+    def load(cls, path: str | Path) -> PackedGraphs:
+        """Read arrays written by :meth:`save` (no pickled objects are accepted)."""
+        with np.load(path, allow_pickle=False) as data:
+            missing = set(cls.__dataclass_fields__) - set(data.files)
+            if missing:
+                raise ValueError(
+                    f"{path}: not a graph cache, missing {sorted(missing)}"
+                )
+            return cls(**{k: data[k] for k in cls.__dataclass_fields__})
+
+
 def rbf(d: torch.Tensor, n: int = 16, d_max: float = 8.0) -> torch.Tensor:
     """Gaussian radial basis expansion of distances.
 
@@ -184,6 +304,22 @@ def rbf(d: torch.Tensor, n: int = 16, d_max: float = 8.0) -> torch.Tensor:
     return torch.exp(-(((d[..., None] - centres) / width) ** 2))
 
 
+def _summed_embeddings(tables: nn.ModuleList, codes: torch.Tensor) -> torch.Tensor:
+    """Sum over columns of ``tables[i](codes[:, i])`` in one embedding-bag call.
+
+    Args:
+        tables: One embedding table per categorical column (same width D).
+        codes: (M, C) integer codes.
+
+    Returns:
+        (M, D) summed embeddings.
+    """
+    sizes = [t.num_embeddings for t in tables]
+    shift = torch.tensor([0, *sizes[:-1]], device=codes.device).cumsum(0)  # (C,)
+    weight = torch.cat([t.weight for t in tables])  # (sum of sizes, D)
+    return F.embedding_bag(codes + shift, weight, mode="sum")
+
+
 class _MessageLayer(nn.Module):
     def __init__(self, dim: int) -> None:
         super().__init__()
@@ -197,7 +333,12 @@ class _MessageLayer(nn.Module):
         self, h: torch.Tensor, edges: torch.Tensor, e: torch.Tensor
     ) -> torch.Tensor:
         src, dst = edges
-        m = self.message(torch.cat([h[src], e], dim=-1))  # (E, D)
+        # message([h_src ; e]) with the weight split in two: the atom half is
+        # applied to the N atoms before gathering, not to the ~2N edges.
+        lin = self.message[0]
+        w_atom, w_edge = lin.weight[:, : h.shape[1]], lin.weight[:, h.shape[1] :]
+        pre = F.linear(h, w_atom)[src] + F.linear(e, w_edge, lin.bias)  # (E, D)
+        m = self.message[1](pre)
         agg = torch.zeros_like(h).index_add_(0, dst, m)  # (N, D)
         return self.norm(h + self.update(torch.cat([h, agg], dim=-1)))
 
@@ -222,10 +363,13 @@ class LigandEncoder(nn.Module):
 
     def atom_states(self, batch: LigandBatch) -> torch.Tensor:
         """(N, D) atom representations after message passing."""
-        h = sum(emb(batch.atoms[:, i]) for i, emb in enumerate(self.atom_embed))
-        e = sum(emb(batch.bonds[:, i]) for i, emb in enumerate(self.bond_embed))
-        geo = rbf(batch.lengths, self.n_rbf, 4.0) * batch.has_length[:, None]
-        e = e + self.length_proj(geo)  # (E, D)
+        h = _summed_embeddings(self.atom_embed, batch.atoms)  # (N, D)
+        e = _summed_embeddings(self.bond_embed, batch.bonds)  # (E, D)
+        if bool(batch.has_length.any()):
+            geo = rbf(batch.lengths, self.n_rbf, 4.0) * batch.has_length[:, None]
+            e = e + self.length_proj(geo)  # (E, D)
+        else:  # 2D graphs: the radial features are zero, only the bias remains
+            e = e + self.length_proj.bias
         for layer in self.layers:
             h = layer(h, batch.edges, e)
         return h
