@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import math
 import os
 import sys
 import time
@@ -49,48 +50,62 @@ def write_json(path: Path, payload: dict[str, Any]) -> None:
 
 # Part "quality": SmolLM2 LoRA experts, Sens-Merging vs uniform merges.
 
-TASKS = ("gsm8k", "sst2", "qa")
-QA_FILES = ("dbert", "dbidaf", "droberta")
+TASKS = ("sst2", "offenseval", "gsm8k")
+SCORE_NAMES = {
+    "sst2": "accuracy",
+    "offenseval": "accuracy",
+    "gsm8k": "reference-solution token accuracy (teacher forced)",
+}
 
 
 def quality_tasks(data: Path, args: argparse.Namespace) -> dict[str, dict[str, Any]]:
-    """Train / calibration / validation / test examples of the three skills."""
+    """Train / calibration / validation / test examples of the three skills.
+
+    Validation comes from each dataset's dev split (GSM8K: held-out training
+    questions), test from its test split; both are shuffled with a fixed seed
+    before the first n are taken. Calibration samples are the last training
+    examples, which the experts never train on.
+    """
     import random
 
-    from tamis.llm.tasks import Task, load_task
+    from tamis.llm.tasks import load_task
 
     llm = data / "llm"
-    gsm_train = load_task("gsm8k", llm / "gsm8k/train.jsonl").examples
-    gsm_test = load_task("gsm8k", llm / "gsm8k/test.jsonl").examples
-    sst_train = load_task("sst2", llm / "sst-2/clean/train.tsv").examples
-    sst_dev = load_task("sst2", llm / "sst-2/clean/dev.tsv").examples
-    sst_test = load_task("sst2", llm / "sst-2/clean/test.tsv").examples
-    qa: list[Any] = []
-    for name in QA_FILES:
-        path = (
-            llm
-            / f"self-instruct/t0-50k/adversarial_qa_{name}_answer_the_following_q.jsonl"
-        )
-        qa += load_task("jsonl", path).examples
-    random.Random(0).shuffle(qa)
-    nv, nt = args.n_val, args.n_test
-    splits = {
-        "gsm8k": (
-            "exact_number",
-            gsm_train[nv:],
-            gsm_train[:nv],
-            gsm_test[: args.n_test_gsm8k],
-        ),
-        "sst2": ("choice", sst_train, sst_dev[:nv], sst_test[:nt]),
-        "qa": ("exact_match", qa[nv + nt :], qa[:nv], qa[nv : nv + nt]),
+
+    def shuffled(name: str, path: Path) -> list[Any]:
+        examples = list(load_task(name, path).examples)
+        random.Random(0).shuffle(examples)
+        return examples
+
+    sources = {
+        "sst2": [llm / f"sst-2/clean/{s}.tsv" for s in ("train", "dev", "test")],
+        "offenseval": [
+            llm / f"offenseval/clean/{s}.tsv" for s in ("train", "dev", "test")
+        ],
     }
+    splits = {}
+    for name, (train, dev, test) in sources.items():
+        splits[name] = (
+            shuffled(name, train),
+            shuffled(name, dev)[: args.n_val],
+            shuffled(name, test)[: args.n_test],
+        )
+    gsm_train = shuffled("gsm8k", llm / "gsm8k/train.jsonl")
+    splits["gsm8k"] = (
+        gsm_train[args.n_val_gsm8k :],
+        gsm_train[: args.n_val_gsm8k],
+        shuffled("gsm8k", llm / "gsm8k/test.jsonl")[: args.n_test_gsm8k],
+    )
     out = {}
-    for name, (metric, train, val, test) in splits.items():
+    for name in TASKS:
+        train, val, test = splits[name]
+        if len(train) < args.n_train + args.n_calib:
+            raise ValueError(f"{name}: only {len(train)} training examples")
         out[name] = {
-            "train": train,
-            "calibration": train[-args.n_calib :],  # disjoint from val and test
+            "train": train[: args.n_train],
+            "calibration": train[-args.n_calib :],
             "val": val,
-            "test": Task(name, metric, list(test)),
+            "test": test,
         }
     return out
 
@@ -98,7 +113,11 @@ def quality_tasks(data: Path, args: argparse.Namespace) -> dict[str, dict[str, A
 def finetune_expert(
     base_dir: Path, task: str, train: list[Any], out: Path, args: argparse.Namespace
 ) -> dict[str, Any]:
-    """LoRA-fine-tune SmolLM2 on one skill (reused when the expert exists)."""
+    """LoRA-fine-tune SmolLM2 on one skill (reused when the expert exists).
+
+    The run directory is fixed, so an interrupted fine-tuning resumes from its
+    last checkpoint.
+    """
     from tamis.core.runs import Run
     from tamis.llm.config import FinetuneConfig, TaskSpec
     from tamis.llm.finetune import _wrap_lora, finetune
@@ -113,22 +132,80 @@ def finetune_expert(
         output=out,
         method="lora",
         steps=args.ft_steps,
-        batch_size=4,
-        max_length=256,
+        batch_size=args.ft_batch,
+        max_length=args.max_length,
         lr=args.ft_lr,
         warmup_steps=max(1, args.ft_steps // 10),
+        checkpoint_every=10,
         seed=0,
     )
-    run = Run.create(args.work / "runs", f"finetune-{task}", cfg, 0)
+    run_dir = args.work / "quality/runs" / f"finetune-{task}"
+    resume = (run_dir / "run.json").is_file()
+    if resume:
+        run = Run.open(run_dir)
+    else:
+        run = Run.create(run_dir.parent, f"finetune-{task}", cfg, 0, path=run_dir)
     tokenizer = load_tokenizer(base_dir)
     model = _wrap_lora(load_model(base_dir), cfg)
-    summary = finetune(model, tokenizer, train[: args.n_train], cfg, run)
+    summary = finetune(model, tokenizer, train, cfg, run, resume=resume)
     save_model(model.merge_and_unload(), out, tokenizer)
-    summary |= {"task": task, "train_examples": min(len(train), args.n_train)}
-    summary |= {"lora_r": cfg.lora_r, "lr": cfg.lr, "batch_size": 4, "max_length": 256}
+    summary |= {"task": task, "train_examples": len(train)}
+    summary |= {
+        "lora_r": cfg.lora_r,
+        "lora_alpha": cfg.lora_alpha,
+        "lr": cfg.lr,
+        "batch_size": cfg.batch_size,
+        "max_length": cfg.max_length,
+        "seconds_per_step": summary["seconds"]
+        / max(1, cfg.steps - summary["resumed_from"]),
+    }
     info.write_text(json.dumps(summary, indent=2))
-    print(f"expert {task}: {json.dumps(summary)}")
+    print(f"expert {task}: {json.dumps(summary)}", flush=True)
     return summary
+
+
+def score_tasks(
+    model: Any,
+    tokenizer: Any,
+    sets: dict[str, list[Any]],
+    batch_size: int,
+    max_length: int,
+) -> dict[str, Any]:
+    """Per-example scores of one model on every task's examples.
+
+    Choice tasks: correct (0/1) and the gold label's log-likelihood. GSM8K: the
+    fraction of reference-solution tokens that are the model's argmax under
+    teacher forcing, and the solution's log-likelihood per token.
+    """
+    import torch
+
+    from tamis.llm.tasks import choice_logprobs, target_token_stats
+
+    out: dict[str, Any] = {}
+    for name, examples in sets.items():
+        if examples[0].choices:
+            scores = choice_logprobs(model, tokenizer, examples, batch_size, max_length)
+            per = [
+                float(int(torch.argmax(s)) == e.label)
+                for s, e in zip(scores, examples, strict=True)
+            ]
+            nll = [-float(s[e.label]) for s, e in zip(scores, examples, strict=True)]
+            loss = sum(nll) / len(nll)
+        else:
+            stats = target_token_stats(
+                model, tokenizer, examples, batch_size, max_length
+            )
+            per = (stats[:, 2] / stats[:, 1]).tolist()
+            loss = float(-stats[:, 0].sum() / stats[:, 1].sum())
+            nll = (-stats[:, 0] / stats[:, 1]).tolist()
+        out[name] = {
+            "n": len(examples),
+            "score": sum(per) / len(per),
+            "loss": loss,
+            "per_example": [round(x, 5) for x in per],
+            "nll_per_example": [round(x, 4) for x in nll],
+        }
+    return out
 
 
 class Evaluator:
@@ -141,8 +218,11 @@ class Evaluator:
         cache: Path,
         max_new_tokens: int = 96,
         batch_size: int = 8,
+        max_length: int = 512,
     ) -> None:
         self.max_new_tokens, self.batch_size = max_new_tokens, batch_size
+        self.max_length = max_length
+        self.cached_only = False
         from safetensors.torch import load_file
 
         from tamis.llm.models import load_model, load_tokenizer
@@ -154,7 +234,13 @@ class Evaluator:
         self.model = load_model(base_dir)
         self.tokenizer = load_tokenizer(base_dir)
         self.cache_path = cache
-        self.cache = json.loads(cache.read_text()) if cache.is_file() else {}
+        # Parallel workers each write their own cache; every one of them is read.
+        self.cache = {}
+        for other in sorted(cache.parent.glob("scores*.json")):
+            if other != cache:
+                self.cache |= json.loads(other.read_text())
+        if cache.is_file():
+            self.cache |= json.loads(cache.read_text())
 
     def _save(self) -> None:
         tmp = self.cache_path.with_suffix(".tmp")
@@ -204,6 +290,35 @@ class Evaluator:
         print(f"{full}: {json.dumps(result)[:300]}", flush=True)
         return result
 
+    def score_examples(self, key: str, state_fn: Any, sets: dict[str, Any]) -> Any:
+        """Per-example scores (see :func:`score_tasks`) of one state, cached."""
+        if key in self.cache:
+            return self.cache[key]
+        if self.cached_only:
+            raise LookupError(f"{key}: not scored yet")
+        t = time.perf_counter()
+        self.load(state_fn())
+        load_s = time.perf_counter() - t
+        result = score_tasks(
+            self.model, self.tokenizer, sets, self.batch_size, self.max_length
+        )
+        result = {
+            "tasks": result,
+            "mean_score": sum(r["score"] for r in result.values()) / len(result),
+            "mean_loss": sum(r["loss"] for r in result.values()) / len(result),
+            "merge_seconds": load_s,
+            "seconds": time.perf_counter() - t,
+            "loadavg": os.getloadavg()[0],
+        }
+        self.cache[key] = result
+        self._save()
+        brief = {n: round(r["score"], 4) for n, r in result["tasks"].items()}
+        print(
+            f"{key}: {brief} loss={result['mean_loss']:.4f} ({result['seconds']:.0f}s)",
+            flush=True,
+        )
+        return result
+
 
 def sens_coefficients(
     measured: Any, variant: str, transform: str, temperature: float
@@ -227,15 +342,32 @@ def sens_coefficients(
     return LayerCoefficients(measured.groups, measured.models, sigma.tolist())
 
 
+def sens_spread(measured: Any, variant: str, transform: str) -> float:
+    """Median over layers of max_i - min_i of alpha_i^l * tau_i (the softmax logits).
+
+    Read off log sigma at T = 1, whose differences between experts equal the
+    differences of the logits. Temperatures are set relative to it.
+    """
+    import statistics
+
+    sigma = sens_coefficients(measured, variant, transform, 1.0).sigma  # (K, G)
+    spreads = [
+        math.log(max(col)) - math.log(min(col)) for col in zip(*sigma, strict=True)
+    ]
+    return statistics.median(spreads)
+
+
 def part_quality(args: argparse.Namespace) -> None:
     import torch
 
     from tamis.llm.merging import LayerCoefficients
+    from tamis.llm.merging.sens import cross_task_scaling, layer_scaling
     from tamis.llm.merging.sens_measure import SensSettings, measure
     from tamis.llm.models import load_model, load_tokenizer
     from tamis.text.models import packaged_smollm2_dir
 
     torch.manual_seed(0)
+    torch.set_num_threads(args.threads)
     work = args.work / "quality"
     work.mkdir(parents=True, exist_ok=True)
     data = quality_tasks(args.data_dir, args)
@@ -243,26 +375,33 @@ def part_quality(args: argparse.Namespace) -> None:
     results: dict[str, Any] = {
         "setup": {
             "base": "SmolLM2-135M-Instruct (packaged GGUF, dequantised to fp32)",
-            "experts": "LoRA on all linear layers, merged into full fp32 weights",
-            "splits": {
-                n: {
-                    k: len(v) if isinstance(v, list) else len(v.examples)
-                    for k, v in d.items()
-                }
-                for n, d in data.items()
-            },
+            "experts": "LoRA (r=8, alpha=16) on all linear layers of the blocks, "
+            "merged into full fp32 weights",
+            "tasks": {n: SCORE_NAMES[n] for n in TASKS},
+            "splits": {n: {k: len(v) for k, v in d.items()} for n, d in data.items()},
             "finetune": {
                 "steps": args.ft_steps,
+                "batch_size": args.ft_batch,
                 "lr": args.ft_lr,
-                "train_cap": args.n_train,
+                "max_length": args.max_length,
             },
-            "selection": "lambda, T: lowest mean answer-token loss on validation",
-            "test_generation": "greedy, at most 96 new tokens",
+            "selection": "lambda, T: lowest mean (over tasks) validation NLL of the "
+            "gold answer; DARE selected with mask seed 0",
+            "lambdas": args.lambdas,
+            "temperature_factors": args.temperature_factors,
+            "torch_threads": args.threads,
+            "loadavg_start": os.getloadavg(),
         }
     }
-    out_json = HERE / "results/merging_quality.json"
+    out_json = HERE / "results" / args.out
 
-    # 1. Experts.
+    # 1. Experts (``--expert-tasks`` trains only those, for parallel workers).
+    if args.expert_tasks:
+        for name in args.expert_tasks.split(","):
+            finetune_expert(
+                base_dir, name, data[name]["train"], work / f"expert-{name}", args
+            )
+        return
     experts = []
     for name in TASKS:
         d = work / f"expert-{name}"
@@ -278,13 +417,15 @@ def part_quality(args: argparse.Namespace) -> None:
         t = time.perf_counter()
         models = [load_model(d) for d in experts]
         calib = [data[n]["calibration"] for n in TASKS]
+        settings = SensSettings(max_length=args.max_length)
         measured = measure(
-            models, load_tokenizer(base_dir), calib, SensSettings(), list(TASKS)
+            models, load_tokenizer(base_dir), calib, settings, list(TASKS)
         )
         measured.extra["seconds"] = time.perf_counter() - t
         measured.save(coef_file)
         del models
     measured = LayerCoefficients.load(coef_file)
+    distances = torch.tensor(measured.extra["logit_distances"])
     results["sens_measure"] = {
         "seconds": measured.extra.get("seconds"),
         "calibration_samples": args.n_calib,
@@ -292,33 +433,314 @@ def part_quality(args: argparse.Namespace) -> None:
         "sensitivity": measured.extra["sensitivity"],
         "logit_distances": measured.extra["logit_distances"],
         "alpha_l2": measured.extra["alpha"],
+        "tau_by_transform": {
+            t: cross_task_scaling(distances, t).tolist()
+            for t in ("raw", "neg", "inv", "exp_neg")
+        },
+        "alpha_softmax": layer_scaling(
+            torch.tensor(measured.extra["sensitivity"]), "softmax"
+        ).tolist(),
     }
-    from tamis.llm.merging.sens import cross_task_scaling, layer_scaling
-
-    results["sens_measure"]["tau_by_transform"] = {
-        t: cross_task_scaling(
-            torch.tensor(measured.extra["logit_distances"]), t
-        ).tolist()
-        for t in ("raw", "neg", "inv", "exp_neg")
-    }
-    results["sens_measure"]["alpha_softmax"] = layer_scaling(
-        torch.tensor(measured.extra["sensitivity"]), "softmax"
-    ).tolist()
-    write_json(out_json, results)
-
-    ev = Evaluator(base_dir, experts, work / "scores.json")
-
-    # 3. Bounds: the base and each expert on every task.
-    results["bounds"] = {"base": ev.score("base", lambda: ev.base_state, "test", data)}
-    for i, name in enumerate(TASKS):
-        results["bounds"][f"expert-{name}"] = ev.score(
-            f"expert-{name}", lambda i=i: ev.expert_states[i], "test", data
+    # How far the published temperatures (T = 2-6) move sigma from 1/K here.
+    for temp in (2.0, 6.0):
+        sig = sens_coefficients(measured, "full", "inv", temp).sigma
+        results["sens_measure"][f"max_abs_sigma_minus_third_at_T{temp:g}"] = max(
+            abs(x - 1 / len(TASKS)) for row in sig for x in row
         )
     write_json(out_json, results)
 
-    # 4. Validation search, then test, per method and variant.
-    results["merges"] = merge_study(ev, measured, data, args)
+    ev = Evaluator(
+        base_dir,
+        experts,
+        work / args.cache_name,
+        batch_size=args.eval_batch,
+        max_length=args.max_length,
+    )
+
+    # 3. References: the base and each expert on every task.
+    tests = {n: d["test"] for n, d in data.items()}
+    results["references"] = {}
+    if not args.no_references:
+        results["references"]["base"] = ev.score_examples(
+            "test:base", lambda: ev.base_state, tests
+        )
+        for i, name in enumerate(TASKS):
+            results["references"][f"expert-{name}"] = ev.score_examples(
+                f"test:expert-{name}", lambda i=i: ev.expert_states[i], tests
+            )
+    results["table"] = quality_table(results)
     write_json(out_json, results)
+
+    # 4. Validation search, then test, per method and variant (most important first).
+    results["merges"] = {}
+    ev.cached_only = args.cached_only
+    for label, merge in merge_study_smol(ev, measured, data, args):
+        results["merges"][label] = merge
+        results["table"] = quality_table(results)
+        results["paired"] = paired_differences(results)
+        results["loadavg_last"] = os.getloadavg()
+        write_json(out_json, results)
+    print(table_markdown(results["table"]))
+
+
+def merge_jobs(args: argparse.Namespace) -> list[tuple[str, str, str]]:
+    """(method, variant, tau transform) in the order they are run."""
+    methods = ("task_arithmetic", "ties", "dare_linear")
+    jobs = [(m, v, "inv") for m in methods for v in ("uniform", "full")]
+    for m in methods:
+        jobs += [(m, "alpha", "inv"), (m, "tau", "inv")]
+    jobs += [(m, "full", "raw") for m in methods]
+    if args.jobs:
+        wanted = set(args.jobs.split(","))
+        jobs = [j for j in jobs if job_label(*j) in wanted]
+    return jobs
+
+
+def job_label(method: str, variant: str, transform: str) -> str:
+    return f"{method}/{variant}" + (
+        f"/{transform}" if variant in ("full", "tau") else ""
+    )
+
+
+METHOD_OPTIONS = {
+    "task_arithmetic": {},
+    "ties": {"density": 0.5},
+    "dare_linear": {"drop": 0.5},
+}
+
+
+def merge_study_smol(
+    ev: Evaluator, measured: Any, data: dict[str, Any], args: argparse.Namespace
+) -> Any:
+    """Yield (label, result) per merge: validation grid, then test of the best.
+
+    lambda and T minimise the mean validation NLL of the gold answers. T is
+    set relative to each variant's logit spread (the median over layers of
+    max - min of alpha * tau), so the grid spans the same range of sigma for
+    every variant: T = spread / factor.
+    """
+    vals = {n: d["val"] for n, d in data.items()}
+    tests = {n: d["test"] for n, d in data.items()}
+    for method, variant, transform in merge_jobs(args):
+        label = job_label(method, variant, transform)
+        try:
+            yield (
+                label,
+                merge_one(ev, measured, method, variant, transform, args, vals, tests),
+            )
+        except LookupError as err:
+            print(f"{label}: skipped ({err})", flush=True)
+
+
+def merge_one(
+    ev: Evaluator,
+    measured: Any,
+    method: str,
+    variant: str,
+    transform: str,
+    args: argparse.Namespace,
+    vals: dict[str, Any],
+    tests: dict[str, Any],
+) -> dict[str, Any]:
+    """Validation grid of one (method, variant), then the test of its best setting."""
+    from tamis.llm.merging import MergeParams
+
+    label = job_label(method, variant, transform)
+    opts = METHOD_OPTIONS[method]
+
+    def params(lam: float, seed: int = 0, opts: dict = opts) -> Any:
+        return MergeParams(
+            scaling=lam,
+            weights=[1.0] * len(TASKS),
+            densities=[opts.get("density", 1.0)] * len(TASKS),
+            drop_rates=[opts.get("drop", 0.0)] * len(TASKS),
+            seed=seed,
+        )
+
+    spread = None if variant == "uniform" else sens_spread(measured, variant, transform)
+    factors = [float(x) for x in args.temperature_factors.split(",")]
+    lambdas = [float(x) for x in args.lambdas.split(",")]
+    temps = [None] if spread is None else [spread / f for f in factors]
+    grid = [(lam, temp) for temp in temps for lam in lambdas]
+
+    # theta = theta_base + lambda * merged task vector for every method here, so
+    # each (T, seed) is merged once at lambda = 1 and rescaled for the others.
+    unit: dict[tuple[Any, int], dict[str, Any]] = {}
+
+    def state(lam: float, temp: Any, seed: int, coef: Any) -> dict[str, Any]:
+        if (temp, seed) not in unit:
+            if len(unit) >= 2:
+                unit.pop(next(iter(unit)))
+            unit[(temp, seed)] = ev.merged(method, params(1.0, seed), coef)
+        one = unit[(temp, seed)]
+        return {n: b + lam * (one[n] - b) for n, b in ev.base_state.items()}
+
+    val = {}
+    for lam, temp in grid:
+        coef = (
+            None
+            if temp is None
+            else sens_coefficients(measured, variant, transform, temp)
+        )
+        key = f"val:{label}/lam={lam}/T={temp}"
+        val[(lam, temp)] = ev.score_examples(
+            key,
+            lambda lam=lam, t=temp, c=coef: state(lam, t, 0, c),
+            vals,
+        )
+    lam, temp = min(val, key=lambda k: val[k]["mean_loss"])
+    coef = (
+        None if temp is None else sens_coefficients(measured, variant, transform, temp)
+    )
+    seeds = range(args.dare_seeds) if method.startswith("dare") else [0]
+    runs = [
+        ev.score_examples(
+            f"test:{label}/lam={lam}/T={temp}/seed={s}",
+            lambda s=s: state(lam, temp, s, coef),
+            tests,
+        )
+        for s in seeds
+    ]
+    return {
+        "lambda": lam,
+        "temperature": temp,
+        "logit_spread": spread,
+        "sigma_range": None
+        if coef is None
+        else [min(min(r) for r in coef.sigma), max(max(r) for r in coef.sigma)],
+        "validation": {
+            f"lam={k[0]}/T={k[1]}": {
+                "mean_loss": v["mean_loss"],
+                "mean_score": v["mean_score"],
+                **{n: v["tasks"][n]["score"] for n in TASKS},
+            }
+            for k, v in val.items()
+        },
+        "test": runs,
+    }
+
+
+def _strip(run: dict[str, Any]) -> dict[str, Any]:
+    return {n: r["per_example"] for n, r in run["tasks"].items()}
+
+
+def row_examples(results: dict[str, Any], name: str) -> dict[str, list[float]]:
+    """Per-example scores of a table row (DARE: mean over its mask seeds)."""
+    if name in results.get("references", {}):
+        return _strip(results["references"][name])
+    runs = [_strip(r) for r in results["merges"][name]["test"]]
+    return {
+        n: [sum(v) / len(v) for v in zip(*(r[n] for r in runs), strict=True)]
+        for n in runs[0]
+    }
+
+
+def mean_interval(values: list[float]) -> dict[str, float]:
+    """Mean with a normal-approximation 95% interval over examples."""
+    import statistics
+
+    n = len(values)
+    mean = statistics.fmean(values)
+    half = 1.96 * statistics.stdev(values) / n**0.5 if n > 1 else float("nan")
+    return {
+        "mean": mean,
+        "lo": mean - half,
+        "hi": mean + half,
+        "n": n,
+        "var_mean": (half / 1.96) ** 2,
+    }
+
+
+def wilson(successes: float, n: int) -> dict[str, float]:
+    """Wilson 95% interval of a binomial proportion."""
+    z = 1.96
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return {
+        "mean": p,
+        "lo": centre - half,
+        "hi": centre + half,
+        "n": n,
+        "var_mean": p * (1 - p) / n,
+    }
+
+
+def quality_table(results: dict[str, Any]) -> dict[str, Any]:
+    """Per-task test score with 95% interval and the average over tasks, per row.
+
+    Binary per-example scores (one model, a choice task) get a Wilson interval;
+    otherwise (GSM8K token accuracy, DARE averaged over seeds) a normal interval
+    over examples. The average's interval combines the tasks' variances.
+    """
+    names = list(results.get("references", {})) + list(results.get("merges", {}))
+    table = {}
+    for name in names:
+        per = row_examples(results, name)
+        row = {}
+        for task, values in per.items():
+            binary = all(v in (0.0, 1.0) for v in values)
+            row[task] = (
+                wilson(sum(values), len(values)) if binary else mean_interval(values)
+            )
+        mean = sum(r["mean"] for r in row.values()) / len(row)
+        half = 1.96 * math.sqrt(sum(r["var_mean"] for r in row.values())) / len(row)
+        row["average"] = {"mean": mean, "lo": mean - half, "hi": mean + half}
+        if name in results.get("merges", {}):
+            merge = results["merges"][name]
+            row["lambda"], row["temperature"] = merge["lambda"], merge["temperature"]
+            if len(merge["test"]) > 1:
+                avgs = [r["mean_score"] for r in merge["test"]]
+                row["average_over_seeds"] = {
+                    "min": min(avgs),
+                    "max": max(avgs),
+                    "n": len(avgs),
+                }
+        table[name] = row
+    return table
+
+
+def paired_differences(results: dict[str, Any]) -> dict[str, Any]:
+    """Sens-Merging variant minus the uniform merge of the same method, per task.
+
+    Differences are taken example by example on the same test items, with a
+    normal 95% interval; the average combines the tasks.
+    """
+    out = {}
+    for name in results.get("merges", {}):
+        method, variant = name.split("/")[:2]
+        uniform = f"{method}/uniform"
+        if variant == "uniform" or uniform not in results["merges"]:
+            continue
+        a, b = row_examples(results, name), row_examples(results, uniform)
+        row = {
+            task: mean_interval([x - y for x, y in zip(a[task], b[task], strict=True)])
+            for task in a
+        }
+        mean = sum(r["mean"] for r in row.values()) / len(row)
+        half = 1.96 * math.sqrt(sum(r["var_mean"] for r in row.values())) / len(row)
+        row["average"] = {"mean": mean, "lo": mean - half, "hi": mean + half}
+        out[f"{name} - {uniform}"] = row
+    return out
+
+
+def table_markdown(table: dict[str, Any]) -> str:
+    """The table as Markdown: score [95% interval] per task and on average."""
+    cols = [*TASKS, "average"]
+    lines = [
+        "| model | " + " | ".join(cols) + " | lambda | T |",
+        "|---" * (len(cols) + 3) + "|",
+    ]
+    for name, row in table.items():
+        cells = [
+            f"{row[c]['mean']:.3f} [{row[c]['lo']:.3f}, {row[c]['hi']:.3f}]"
+            for c in cols
+        ]
+        lam = row.get("lambda", "")
+        temp = row.get("temperature")
+        temp_s = "" if temp is None else f"{temp:.3g}"
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {lam} | {temp_s} |")
+    return "\n".join(lines)
 
 
 def merge_study(
@@ -554,18 +976,40 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data-dir", type=Path, default=ROOT.parent / "shared/data")
     parser.add_argument("--work", type=Path, default=ROOT / "bench-work/merging")
     parser.add_argument("--parts", default="quality")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads")
     parser.add_argument(
-        "--ft-steps", type=int, default=60, help="LoRA steps per expert"
+        "--ft-steps", type=int, default=40, help="LoRA steps per expert"
     )
-    parser.add_argument("--ft-lr", type=float, default=5e-4)
+    parser.add_argument("--ft-batch", type=int, default=8)
+    parser.add_argument("--ft-lr", type=float, default=1e-3)
+    parser.add_argument("--max-length", type=int, default=128, help="tokens per sample")
     parser.add_argument("--n-train", type=int, default=2000, help="train examples cap")
     parser.add_argument("--n-calib", type=int, default=16, help="calibration samples")
     parser.add_argument("--n-val", type=int, default=32)
     parser.add_argument("--n-test", type=int, default=100)
+    parser.add_argument("--n-val-gsm8k", type=int, default=32)
     parser.add_argument("--n-test-gsm8k", type=int, default=30)
+    parser.add_argument("--eval-batch", type=int, default=16)
     parser.add_argument("--lambdas", default="0.5,1.0,1.5")
-    parser.add_argument("--temperatures", default="0.1,1,4")
+    parser.add_argument(
+        "--temperature-factors",
+        default="1,3",
+        help="SmolLM2 study: T = logit spread / factor",
+    )
+    parser.add_argument("--temperatures", default="0.1,1,4", help="tiny study")
     parser.add_argument("--extra-transforms", default="raw,neg,exp_neg")
+    parser.add_argument("--jobs", default="", help="only these merge labels")
+    parser.add_argument(
+        "--expert-tasks", default="", help="only fine-tune these experts, then stop"
+    )
+    parser.add_argument(
+        "--cache-name", default="scores.json", help="this worker's score cache"
+    )
+    parser.add_argument("--no-references", action="store_true")
+    parser.add_argument(
+        "--cached-only", action="store_true", help="table from cached scores only"
+    )
+    parser.add_argument("--out", default="merging_quality.json", help="results file")
     parser.add_argument("--dare-seeds", type=int, default=3)
     parser.add_argument("--tiny-seeds", type=int, default=5)
     parser.add_argument("--tiny-base-steps", type=int, default=600)
