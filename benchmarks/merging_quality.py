@@ -478,6 +478,7 @@ def part_quality(args: argparse.Namespace) -> None:
         results["merges"][label] = merge
         results["table"] = quality_table(results)
         results["paired"] = paired_differences(results)
+        results["table_markdown"] = table_markdown(results["table"])
         results["loadavg_last"] = os.getloadavg()
         write_json(out_json, results)
     print(table_markdown(results["table"]))
