@@ -4,11 +4,15 @@ speed and memory of the streaming merge engine against mergekit and the I/O boun
 Parts (``--parts``, comma-separated; each writes its own JSON file):
 
 - ``speed``: three synthetic ~1B-parameter fp16 Llama-shaped experts plus a base
-  are generated under ``--work``; a streaming TIES merge (density 0.5) with
-  tamis is timed in a fresh process with its peak RSS, next to the time to read
-  every input once and write one output once (cold: the inputs are evicted
-  from the page cache with posix_fadvise first; warm: cached). The generated
-  models are deleted afterwards. -> ``results/merging_speed.json``
+  are generated under ``--work``; streaming merges (``--speed-methods``, TIES
+  at density 0.5) with tamis are timed in fresh processes with ``--threads``
+  worker threads, with peak RSS and CPU seconds, each between two
+  measurements of the I/O bound (read every input of that method once, write
+  one output once and fsync) in the same cache state (cold: the inputs are
+  evicted from the page cache with posix_fadvise first; warm: read once
+  before). An in-process profile of the merge's phases on two decoder blocks
+  gives the compute cost per parameter. The generated models are deleted
+  afterwards unless ``--keep``. -> ``results/merging_speed.json``
 - ``quality`` and ``quality-tiny``: the Sens-Merging quality studies, which live
   in ``merging_quality.py``; these part names dispatch to it, passing on the
   options this script does not know.
@@ -219,6 +223,98 @@ def merge_yaml(
     return path
 
 
+def io_bound(inputs: list[Path], out_bytes: int, cache: str, probe: Path) -> dict:
+    """Seconds to read ``inputs`` once and write ``out_bytes`` once (fsync)."""
+    if cache == "cold":
+        evict(inputs)
+    else:
+        read_all(inputs)  # warm the page cache first
+    read_s = read_all(inputs)
+    write_s = write_once(probe, out_bytes)
+    return {"read_s": read_s, "write_s": write_s, "total_s": read_s + write_s}
+
+
+def compute_profile(
+    base: Path, experts: list[Path], threads: int, blocks: tuple[int, ...] = (3, 4)
+) -> dict[str, Any]:
+    """Per-parameter cost of each phase of the merge, inputs in memory.
+
+    Runs the engine's own pieces (read, TIES thresholds, fused kernels) with
+    ``threads`` workers on the tensors of a few decoder blocks, after one warm
+    read, and reports wall and CPU nanoseconds per parameter.
+    """
+    import zlib
+
+    import torch
+
+    from tamis.llm.merging import MERGE_METHODS, MergeParams
+    from tamis.llm.merging.engine import MergePlan, _Pool, _Streamer
+    from tamis.llm.merging.io import SafetensorsSource
+    from tamis.llm.merging.selection import sample_size
+
+    torch.set_num_threads(1)
+    src = SafetensorsSource(base)
+    models = [SafetensorsSource(e) for e in experts]
+    names = [n for n in src.names() if any(f"layers.{b}." in n for b in blocks)]
+    params = MergeParams(scaling=1.0, weights=[1.0] * 3, densities=[0.5] * 3)
+    pool = _Pool(threads)
+    rows: dict[str, dict[str, float]] = {}
+    total = sum(src.specs[n].numel for n in names)
+
+    def timed(label: str, fn: Any) -> None:
+        w, c = time.perf_counter(), time.process_time()
+        fn()
+        w, c = time.perf_counter() - w, time.process_time() - c
+        rows[label] = {
+            "wall_ns_per_param": w / total * 1e9,
+            "cpu_ns_per_param": c / total * 1e9,
+        }
+
+    def streamer(method: str) -> Any:
+        plan = MergePlan(method=method, base=base, models=experts, params=params)
+        return _Streamer(plan, MERGE_METHODS.get(method), src, models, None, pool)
+
+    ties = streamer("ties")
+    for n in names:  # warm the page cache
+        ties.read(n)
+    data: dict[str, Any] = {}
+    timed(
+        "read (page cache -> memory)",
+        lambda: data.update({n: ties.read(n) for n in names}),
+    )
+    stats: dict[str, Any] = {}
+
+    def thresholds() -> None:
+        for n in names:
+            b, ms = data[n]
+            k = b.numel()
+            gen = torch.Generator().manual_seed(zlib.crc32(n.encode()))
+            idx = torch.randint(k, (sample_size(k),), generator=gen)
+            stats[n] = {
+                "thresholds": ties.thresholds(
+                    n,
+                    k,
+                    params,
+                    lambda b=b, ms=ms, idx=idx: (b[idx], [m[idx] for m in ms]),
+                    lambda b=b, ms=ms: iter([(b, ms)]),
+                )
+            }
+
+    timed("ties thresholds (sample + counting pass)", thresholds)
+    for method in ("ties", "task_arithmetic", "linear"):
+        st = streamer(method)
+
+        def combine(st: Any = st, method: str = method) -> None:
+            for n in names:
+                b, ms = data[n]
+                out = torch.empty(b.numel(), dtype=b.dtype)
+                st.combine(n, params, stats.get(n, {}), b, ms, out, 0)
+
+        timed(f"{method} fused kernel", combine)
+    pool.close()
+    return {"threads": threads, "parameters": total, "tensors": names, "phases": rows}
+
+
 def part_speed(args: argparse.Namespace) -> None:
     work = args.work / "synthetic"
     work.mkdir(parents=True, exist_ok=True)
@@ -229,57 +325,80 @@ def part_speed(args: argparse.Namespace) -> None:
     for k, e in enumerate(experts):
         generate_synthetic(e, k + 1, base)
     gen_seconds = time.perf_counter() - t
-    inputs = [f for d in [base, *experts] for f in model_files(d)]
-    in_bytes = sum(f.stat().st_size for f in inputs)
+    all_inputs = [f for d in [base, *experts] for f in model_files(d)]
     out_bytes = sum(f.stat().st_size for f in model_files(base))
-    print(f"generated 4 models ({in_bytes / 1e9:.2f} GB) in {gen_seconds:.0f} s")
+    print(f"models ready in {gen_seconds:.0f} s")
 
     results: dict[str, Any] = {
-        "models": {"config": SYNTH, "dtype": "float16", "input_bytes": in_bytes},
+        "models": {
+            "config": SYNTH,
+            "dtype": "float16",
+            "input_bytes": sum(f.stat().st_size for f in all_inputs),
+        },
         "parameters_per_model": out_bytes // 2,
+        "threads": args.threads,
+        "timing": "fresh process per merge, normal priority, under the shared "
+        "timing lock; I/O bound measured just before and just after each merge",
         "runs": [],
     }
+    out_json = HERE / "results/merging_speed.json"
     out = work / "merged"
     for method in args.speed_methods.split(","):
+        # Linear merges full weights: it never reads the base.
+        dirs = experts if method == "linear" else [base, *experts]
+        inputs = [f for d in dirs for f in model_files(d)]
         cfg = merge_yaml(work / f"{method}.yaml", method, base, experts, out)
         for cache in args.speed_caches.split(","):
-            if cache == "cold":
-                evict(inputs)
-            # I/O bound: read all inputs once + write the output once.
-            read_s = read_all(inputs)
-            if cache == "cold":
-                evict(inputs)
-            write_s = write_once(work / "io-probe.bin", out_bytes)
+            load_before = os.getloadavg()
+            before = io_bound(inputs, out_bytes, cache, work / "io-probe.bin")
             if cache == "cold":
                 evict(inputs)
             else:
                 read_all(inputs)
             run = measure(
-                [str(ROOT / ".venv/bin/tamis"), "-q", "llm", "merge", str(cfg)]
+                [str(ROOT / ".venv/bin/tamis"), "-q", "llm", "merge", str(cfg)],
+                env=thread_env(args),
             )
+            shutil.rmtree(out, ignore_errors=True)
+            after = io_bound(inputs, out_bytes, cache, work / "io-probe.bin")
+            load_after = os.getloadavg()
+            bound = (before["total_s"] + after["total_s"]) / 2
             row = {
                 "tool": "tamis",
                 "threads": args.threads,
                 "method": method,
-                "density": 0.5,
+                "density": 0.5 if method == "ties" else None,
                 "cache": cache,
+                "input_bytes": sum(f.stat().st_size for f in inputs),
+                "output_bytes": out_bytes,
                 "seconds": run["seconds"],
-                "peak_rss_mb": run["peak_rss_mb"],
                 "cpu_seconds": run["cpu_seconds"],
-                "load_average_1min_after": os.getloadavg()[0],
-                "read_inputs_s": read_s,
-                "write_output_s": write_s,
-                "io_bound_s": read_s + write_s,
-                "ratio_to_io_bound": run["seconds"] / (read_s + write_s),
+                "peak_rss_mb": run["peak_rss_mb"],
+                "io_bound_before": before,
+                "io_bound_after": after,
+                "io_bound_s": bound,
+                "ratio_to_io_bound": run["seconds"] / bound,
+                "ratio_range": [
+                    run["seconds"] / max(before["total_s"], after["total_s"]),
+                    run["seconds"] / min(before["total_s"], after["total_s"]),
+                ],
+                "load_average_before": load_before,
+                "load_average_after": load_after,
+                "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             }
-            print(json.dumps(row))
+            print(json.dumps(row), flush=True)
             results["runs"].append(row)
-            shutil.rmtree(out, ignore_errors=True)
-            write_json(HERE / "results/merging_speed.json", results)
+            write_json(out_json, results)
+    if args.profile:
+        load_before = os.getloadavg()
+        results["compute_profile"] = compute_profile(base, experts, args.threads)
+        results["compute_profile"]["load_average_before"] = load_before
+        results["compute_profile"]["load_average_after"] = os.getloadavg()
+        print(json.dumps(results["compute_profile"]["phases"], indent=1))
     if not args.keep:
         shutil.rmtree(work)
         results["deleted_after"] = True
-    write_json(HERE / "results/merging_speed.json", results)
+    write_json(out_json, results)
 
 
 # Part "mergekit": the same TIES merge with tamis and mergekit 0.1.5.
@@ -468,6 +587,9 @@ def main() -> None:
         "--threads", type=int, default=1, help="torch threads (1 avoids spin-waits)"
     )
     parser.add_argument("--keep", action="store_true", help="keep generated models")
+    parser.add_argument(
+        "--profile", action="store_true", help="speed: also profile the phases"
+    )
     parser.add_argument("--reps", type=int, default=2, help="repeats per tool")
     parser.add_argument("--tools", default="tamis,mergekit", help="tools to (re)run")
     args, rest = parser.parse_known_args()

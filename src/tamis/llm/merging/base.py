@@ -23,6 +23,7 @@ __all__ = [
     "MERGE_METHODS",
     "MergeMethod",
     "MergeParams",
+    "Workspace",
     "counter_uniform",
     "tensor_key",
 ]
@@ -53,6 +54,34 @@ class MergeParams:
 Statistic = Callable[[str, Sequence[torch.Tensor], MergeParams], dict[str, Any]]
 
 
+class Workspace:
+    """Reusable float32 scratch buffers of one worker thread.
+
+    The engine's block kernels run many element-wise passes over blocks small
+    enough to stay in the CPU cache; taking their buffers from here avoids an
+    allocation (and its page faults) per pass.
+    """
+
+    def __init__(self) -> None:
+        self._buffers: dict[str, torch.Tensor] = {}
+
+    def get(self, name: str, n: int) -> torch.Tensor:
+        """A (n,) float32 buffer named ``name`` (contents undefined)."""
+        buf = self._buffers.get(name)
+        if buf is None or buf.numel() < n:
+            buf = torch.empty(n, dtype=torch.float32)
+            self._buffers[name] = buf
+        return buf[:n]
+
+
+#: ``kernel(base, models, params, stats, ws) -> merged`` over 1-D blocks in the
+#: stored dtype (base None for linear); returns float32 (may be a ws buffer).
+Kernel = Callable[
+    [torch.Tensor | None, Sequence[torch.Tensor], MergeParams, dict, Workspace],
+    torch.Tensor,
+]
+
+
 @dataclass(frozen=True)
 class MergeMethod:
     """A registered merge method.
@@ -61,10 +90,16 @@ class MergeMethod:
         combine: ``combine(base, task_vectors, params, stats, name, offset)`` ->
             merged parameters, all tensors fp32 of one shape; ``offset`` is the
             flat index of the block's first element inside the whole tensor.
+            This is the reference maths (the in-memory merge uses it).
         uses_base: False for the plain linear merge of full weights.
         statistic: Optional whole-tensor statistic needed before combining.
         chunked_statistic: Same statistic from a re-iterable block source, for
             tensors too large to hold whole.
+        kernel: Optional fused block kernel for the streaming engine, bit for
+            bit equal to ``combine`` (see :data:`Kernel`).
+        magnitude_thresholds: The statistic is TIES's per-expert magnitude
+            threshold (``stats["thresholds"]``), which the engine then finds
+            with its own fast exact selection.
     """
 
     combine: Callable[..., torch.Tensor]
@@ -72,6 +107,8 @@ class MergeMethod:
     statistic: Statistic | None = None
     chunked_statistic: Callable[..., dict[str, Any]] | None = None
     defaults: dict[str, Any] = field(default_factory=dict)
+    kernel: Kernel | None = None
+    magnitude_thresholds: bool = False
 
 
 MERGE_METHODS: Registry[MergeMethod] = Registry("merge method")

@@ -1,21 +1,39 @@
 """The streaming per-tensor merge engine, and the same merge in memory.
 
-For each tensor of the base model the engine reads the matching tensors of the
-experts, forms task vectors in float32, calls the method's pure combine function
-and writes the result straight into its place in the output shards. Tensors
-larger than ``chunk_numel`` elements are processed in blocks of rows; methods
-that need a whole-tensor statistic (the TIES threshold) get it from a first
-pass over the blocks. Peak memory is therefore a few blocks, not whole models.
+The in-memory merge (:func:`merge_state_dicts`) applies each method's reference
+maths to whole float32 task vectors. The streaming engine (:func:`run_merge`)
+produces the same bytes with bounded memory and both CPU cores:
+
+- a **reader thread** reads the next tensors of the base and the experts
+  (``os.pread``, prefetch bounded by ``prefetch_bytes``) while the current one
+  is merged, and a **writer thread** writes finished tensors into their place
+  in the pre-laid-out output shards;
+- the merge itself runs in **cache-sized flat blocks** (``kernel_block``
+  elements) on ``threads`` worker threads, each with one torch thread and its
+  own reusable buffers (no OpenMP barriers to spin on a busy machine), through
+  each method's fused block kernel, which is bit for bit equal to its
+  reference maths;
+- TIES's magnitude thresholds come from an exact sampled-bracket selection
+  (:mod:`tamis.llm.merging.selection`) in one counting pass, with an exact
+  radix selection as the fallback;
+- tensors above ``chunk_numel`` elements are never held whole: they are read
+  in row groups of about ``block_numel`` elements, once for the threshold and
+  once for the merge.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import os
+import queue
 import shutil
 import tempfile
+import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+import zlib
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -24,7 +42,7 @@ import torch
 
 from tamis.core.io import fsync_dir
 from tamis.core.progress import progress
-from tamis.llm.merging.base import MERGE_METHODS, MergeMethod, MergeParams
+from tamis.llm.merging.base import MERGE_METHODS, MergeMethod, MergeParams, Workspace
 from tamis.llm.merging.coefficients import LayerCoefficients
 from tamis.llm.merging.io import (
     SafetensorsSource,
@@ -32,6 +50,13 @@ from tamis.llm.merging.io import (
     TensorSpec,
     copy_non_weight_files,
 )
+from tamis.llm.merging.selection import (
+    bracket_from_sample,
+    count_band,
+    resolve_bracket,
+    sample_size,
+)
+from tamis.llm.merging.ties import keep_count, magnitude_threshold_blocks
 
 __all__ = ["MergePlan", "merge_state_dicts", "merge_tensor", "run_merge"]
 
@@ -56,6 +81,11 @@ class MergePlan:
         max_shard_bytes: Largest output shard.
         copy_tokenizer: Copy config/tokenizer files from the base (or first model).
         overwrite: Replace an existing output directory.
+        threads: Worker threads (None: ``torch.get_num_threads()``).
+        kernel_block: Elements per block of the merge kernels (cache-sized).
+        prefetch_bytes: Input bytes the reader may hold ahead (a tensor larger
+            than this is still read, alone).
+        write_queue_bytes: Output bytes waiting for the writer thread.
     """
 
     method: str
@@ -71,6 +101,10 @@ class MergePlan:
     copy_tokenizer: bool = True
     overwrite: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
+    threads: int | None = None
+    kernel_block: int = 1 << 16
+    prefetch_bytes: int = 256 * 1024**2
+    write_queue_bytes: int = 128 * 1024**2
 
 
 def _params_for(
@@ -166,65 +200,399 @@ def _check_inputs(
     return [ref.specs[n] for n in ref.names()]
 
 
-def _stream_tensor(
-    plan: MergePlan,
-    method: MergeMethod,
-    spec: TensorSpec,
-    out_dtype: torch.dtype,
-    base: SafetensorsSource | None,
-    models: Sequence[SafetensorsSource],
-    writer: ShardedWriter,
-) -> None:
-    name = spec.name
-    ref = base if base is not None else models[0]
-    if not spec.dtype.is_floating_point:
-        writer.write(name, ref.read(name).to(out_dtype))
-        return
-    params = _params_for(name, plan.params, plan.coefficients)
-    blocks = _row_blocks(spec, plan.chunk_numel, plan.block_numel)
-    row = spec.numel // spec.shape[0] if spec.shape else spec.numel
+class _Budget:
+    """Bytes in flight between threads; one item is always let through."""
 
-    def read_block(rows: tuple[int, int] | None) -> tuple[Any, list[torch.Tensor]]:
-        b = base.read(name, rows).to(torch.float32) if method.uses_base else None
-        out = []
-        for m in models:
-            # Each read is a fresh tensor, so the task vector can replace it in
-            # place: one float32 copy per model instead of two.
-            x = m.read(name, rows).to(torch.float32)
-            out.append(x.sub_(b) if b is not None else x)
-        return b, out
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+        self._cond = threading.Condition()
+        self.closed = False
 
-    # A tensor small enough is read once and merged whole.
-    if blocks == [None]:
-        b, deltas = read_block(None)
-        stats = method.statistic(name, deltas, params) if method.statistic else {}
-        merged = method.combine(b, deltas, params, stats, name, 0)
-        writer.write(name, merged.to(out_dtype))
-        return
+    def acquire(self, n: int) -> bool:
+        with self._cond:
+            while not self.closed and self.used and self.used + n > self.limit:
+                self._cond.wait()
+            self.used += n
+            return not self.closed
 
-    # A large one: whole-tensor statistic from a pass over its blocks first.
-    stats: dict[str, Any] = {}
-    if method.statistic is not None:
+    def release(self, n: int) -> None:
+        with self._cond:
+            self.used -= n
+            self._cond.notify_all()
+
+    def close(self) -> None:
+        with self._cond:
+            self.closed = True
+            self._cond.notify_all()
+
+
+class _Pool:
+    """Worker threads with one torch thread and one :class:`Workspace` each."""
+
+    def __init__(self, threads: int) -> None:
+        self.threads = threads
+        self._local = threading.local()
+        self._executor = (
+            ThreadPoolExecutor(
+                threads, initializer=torch.set_num_threads, initargs=(1,)
+            )
+            if threads > 1
+            else None
+        )
+
+    def ws(self) -> Workspace:
+        ws = getattr(self._local, "ws", None)
+        if ws is None:
+            ws = self._local.ws = Workspace()
+        return ws
+
+    def map(self, fn: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:
+        if self._executor is None or len(items) < 2:
+            return [fn(item) for item in items]
+        return list(self._executor.map(fn, items))
+
+    def close(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+
+
+class _Recycler:
+    """Free read buffers kept by size for reuse (fresh memory costs page faults).
+
+    Args:
+        limit: Most bytes kept free.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.kept = 0
+        self._free: dict[int, list[torch.Tensor]] = {}
+        self._lock = threading.Lock()
+
+    def take(self, nbytes: int) -> torch.Tensor:
+        """A uint8 buffer of ``nbytes`` (contents undefined)."""
+        with self._lock:
+            free = self._free.get(nbytes)
+            if free:
+                self.kept -= nbytes
+                return free.pop()
+        return torch.empty(nbytes, dtype=torch.uint8)
+
+    def give(self, tensors: Sequence[torch.Tensor | None]) -> None:
+        """Return buffers obtained from :meth:`take` (as any dtype view)."""
+        with self._lock:
+            for t in tensors:
+                if t is None:
+                    continue
+                raw = t.view(torch.uint8)
+                if self.kept + raw.numel() <= self.limit:
+                    self._free.setdefault(raw.numel(), []).append(raw)
+                    self.kept += raw.numel()
+
+
+def _flat_blocks(n: int, size: int) -> list[tuple[int, int]]:
+    return [(s, min(s + size, n)) for s in range(0, n, size)]
+
+
+class _Streamer:
+    """State of one streaming merge (see the module docstring)."""
+
+    def __init__(
+        self,
+        plan: MergePlan,
+        method: MergeMethod,
+        base: SafetensorsSource | None,
+        models: Sequence[SafetensorsSource],
+        writer: ShardedWriter,
+        pool: _Pool,
+    ) -> None:
+        self.plan = plan
+        self.method = method
+        self.base = base
+        self.models = models
+        self.writer = writer
+        self.pool = pool
+        self.fallbacks = 0  # thresholds that needed the exact radix fallback
+        self.buffers = _Recycler(plan.prefetch_bytes)
+
+    # Reading.
+
+    def chunked(self, spec: TensorSpec) -> bool:
+        return _row_blocks(spec, self.plan.chunk_numel, self.plan.block_numel) != [None]
+
+    def sources(self) -> list[SafetensorsSource]:
+        use = self.base if self.method.uses_base else None
+        return ([use] if use is not None else []) + list(self.models)
+
+    def read(
+        self, name: str, rows: tuple[int, int] | None = None
+    ) -> tuple[torch.Tensor | None, list[torch.Tensor]]:
+        flats = [src.read_flat(name, rows, self.buffers.take) for src in self.sources()]
+        if self.method.uses_base:
+            return flats[0], flats[1:]
+        return None, flats
+
+    def input_bytes(self, spec: TensorSpec) -> int:
+        return spec.nbytes * len(self.sources())
+
+    # Merging.
+
+    def thresholds(
+        self,
+        name: str,
+        n: int,
+        params: MergeParams,
+        sample: Callable[[], tuple[torch.Tensor, list[torch.Tensor]]],
+        groups: Callable[[], Iterator[tuple[torch.Tensor, list[torch.Tensor]]]],
+    ) -> list[float]:
+        """Exact TIES thresholds: sampled bracket, one counting pass, fallback."""
+        ks = [keep_count(n, rho) for rho in params.densities]
+        out: list[float | None] = [math.inf if k == 0 else None for k in ks]
+        todo = [i for i, k in enumerate(ks) if k > 0]
+        if not todo:
+            return [math.inf] * len(ks)
+        sb, sms = sample()
+        sb32 = sb.to(torch.float32)
+        brackets = {
+            i: bracket_from_sample(sms[i].to(torch.float32).sub_(sb32).abs_(), n, ks[i])
+            for i in todo
+        }
+        size = self.plan.kernel_block
+
+        def count(args: tuple[torch.Tensor, list[torch.Tensor], int, int]) -> dict:
+            base, models, s, e = args
+            ws = self.pool.ws()
+            m = e - s
+            b = ws.get("b", m).copy_(base[s:e])
+            x = ws.get("x0", m)
+            a = ws.get("u", m)
+            scratch = (ws.get("ind", m), ws.get("s", m))
+            parts = {}
+            for i, br in brackets.items():
+                x.copy_(models[i][s:e]).sub_(b)
+                parts[i] = count_band(torch.abs(x, out=a), br, scratch)
+            return parts
+
+        parts: dict[int, list] = {i: [] for i in todo}
+        for base, models in groups():
+            jobs = [(base, models, s, e) for s, e in _flat_blocks(base.numel(), size)]
+            for res in self.pool.map(count, jobs):
+                for i, p in res.items():
+                    parts[i].append(p)
+        for i in todo:
+            out[i] = resolve_bracket(brackets[i], parts[i])
+            if out[i] is None:  # the sample missed: exact radix selection
+
+                def deltas(i: int = i) -> Iterator[torch.Tensor]:
+                    for base, models in groups():
+                        yield models[i].to(torch.float32) - base.to(torch.float32)
+
+                self.fallbacks += 1
+                out[i] = magnitude_threshold_blocks(deltas, n, params.densities[i])
+        return [float(t) for t in out]  # type: ignore[arg-type]
+
+    def statistic(
+        self,
+        spec: TensorSpec,
+        params: MergeParams,
+        sample: Callable[[], tuple[torch.Tensor, list[torch.Tensor]]],
+        groups: Callable[[], Iterator[tuple[torch.Tensor, list[torch.Tensor]]]],
+    ) -> dict[str, Any]:
+        method = self.method
+        if method.magnitude_thresholds:
+            return {
+                "thresholds": self.thresholds(
+                    spec.name, spec.numel, params, sample, groups
+                )
+            }
+        if method.statistic is None:
+            return {}
+        # Any other statistic: the method's own block-wise form.
 
         def expert_blocks(i: int) -> Iterator[torch.Tensor]:
-            for rows in blocks:
-                b = base.read(name, rows).to(torch.float32)
-                yield models[i].read(name, rows).to(torch.float32) - b
+            for base, models in groups():
+                yield models[i].to(torch.float32) - base.to(torch.float32)
 
-        stats = method.chunked_statistic(name, expert_blocks, spec.numel, params)
+        return method.chunked_statistic(spec.name, expert_blocks, spec.numel, params)
 
-    # Combine block by block and write each in place.
-    for rows in blocks:
-        b, deltas = read_block(rows)
-        merged = method.combine(b, deltas, params, stats, name, rows[0] * row)
-        writer.write(name, merged.to(out_dtype), rows[0])
+    def combine(
+        self,
+        name: str,
+        params: MergeParams,
+        stats: dict[str, Any],
+        base: torch.Tensor | None,
+        models: list[torch.Tensor],
+        out: torch.Tensor,
+        offset: int,
+    ) -> None:
+        """Merge flat inputs into the flat ``out`` block by block (in workers)."""
+        method = self.method
+        kernel = method.kernel
+
+        def work(span: tuple[int, int]) -> None:
+            s, e = span
+            b = base[s:e] if base is not None else None
+            ms = [m[s:e] for m in models]
+            if kernel is not None:
+                res = kernel(b, ms, params, stats, self.pool.ws())
+            elif b is None:
+                fp = [m.to(torch.float32) for m in ms]
+                res = method.combine(None, fp, params, stats, name, offset + s)
+            else:
+                b32 = b.to(torch.float32)
+                deltas = [m.to(torch.float32).sub_(b32) for m in ms]
+                res = method.combine(b32, deltas, params, stats, name, offset + s)
+            out[s:e].copy_(res)
+
+        self.pool.map(work, _flat_blocks(out.numel(), self.plan.kernel_block))
+
+    def merge_whole(
+        self,
+        spec: TensorSpec,
+        out_dtype: torch.dtype,
+        base: torch.Tensor | None,
+        models: list[torch.Tensor],
+    ) -> torch.Tensor:
+        """Merge one tensor held whole (flat inputs) into a flat output."""
+        name, n = spec.name, spec.numel
+        params = _params_for(name, self.plan.params, self.plan.coefficients)
+        stats: dict[str, Any] = {}
+        if self.method.statistic is not None and base is not None:
+            gen = torch.Generator().manual_seed(zlib.crc32(name.encode()))
+            idx = torch.randint(n, (sample_size(n),), generator=gen)
+            stats = self.statistic(
+                spec,
+                params,
+                lambda: (base[idx], [m[idx] for m in models]),
+                lambda: iter([(base, models)]),
+            )
+        out = torch.empty(n, dtype=out_dtype)
+        self.combine(name, params, stats, base, models, out, 0)
+        return out
+
+    def merge_chunked(self, spec: TensorSpec, out_dtype: torch.dtype) -> None:
+        """Merge a tensor too large to hold: row groups, read twice."""
+        name, n = spec.name, spec.numel
+        params = _params_for(name, self.plan.params, self.plan.coefficients)
+        groups_rows = _row_blocks(spec, self.plan.chunk_numel, self.plan.block_numel)
+        row = n // spec.shape[0]
+
+        def groups() -> Iterator[tuple[torch.Tensor, list[torch.Tensor]]]:
+            for rows in groups_rows:
+                yield self.read(name, rows)  # type: ignore[misc]
+
+        def sample() -> tuple[torch.Tensor, list[torch.Tensor]]:
+            # Whole rows drawn at random (reading scattered elements would
+            # be random I/O); enough rows for about sample_size(n) values.
+            gen = torch.Generator().manual_seed(zlib.crc32(name.encode()))
+            nrows = spec.shape[0]
+            want = min(nrows, max(64, -(-sample_size(n) // row)))
+            picked = torch.randperm(nrows, generator=gen)[:want].sort().values
+            rows = [self.read(name, (int(r), int(r) + 1)) for r in picked]
+            b = torch.cat([r[0] for r in rows])  # type: ignore[misc]
+            ms = [torch.cat([r[1][i] for r in rows]) for i in range(len(self.models))]
+            return b, ms
+
+        stats: dict[str, Any] = {}
+        if self.method.statistic is not None and self.method.uses_base:
+            stats = self.statistic(spec, params, sample, groups)
+        for rows in groups_rows:
+            base, models = self.read(name, rows)  # type: ignore[misc]
+            ref = base if base is not None else models[0]
+            out = torch.empty(ref.numel(), dtype=out_dtype)
+            self.combine(name, params, stats, base, models, out, rows[0] * row)
+            self.writer.write(name, out, rows[0])
+
+
+def _stream_all(
+    streamer: _Streamer, specs: Sequence[TensorSpec], out_specs: Sequence[TensorSpec]
+) -> None:
+    """Reader thread -> merge (this thread + workers) -> writer thread."""
+    plan = streamer.plan
+    budget = _Budget(plan.prefetch_bytes)
+    write_budget = _Budget(plan.write_queue_bytes)
+    inbox: queue.Queue = queue.Queue()
+    outbox: queue.Queue = queue.Queue()
+    errors: list[BaseException] = []
+
+    def whole(spec: TensorSpec) -> bool:
+        return spec.dtype.is_floating_point and not streamer.chunked(spec)
+
+    def reader() -> None:
+        try:
+            wanted = [s for s in specs if whole(s)]
+            for j, spec in enumerate(wanted):
+                if j + 1 < len(wanted):  # let the kernel start on the next one
+                    for src in streamer.sources():
+                        src.advise(wanted[j + 1].name)
+                if not budget.acquire(streamer.input_bytes(spec)):
+                    return
+                inbox.put((spec.name, streamer.read(spec.name)))
+        except BaseException as err:  # handed to the merging thread
+            inbox.put((None, err))
+
+    def write_loop() -> None:
+        while True:
+            item = outbox.get()
+            if item is None:
+                return
+            name, tensor = item
+            try:
+                if not errors:
+                    streamer.writer.write(name, tensor)
+            except BaseException as err:
+                errors.append(err)
+            finally:
+                write_budget.release(tensor.numel() * tensor.element_size())
+
+    threads = [
+        threading.Thread(target=reader, name="merge-reader", daemon=True),
+        threading.Thread(target=write_loop, name="merge-writer", daemon=True),
+    ]
+    for t in threads:
+        t.start()
+    try:
+        for spec, out_spec in progress(
+            list(zip(specs, out_specs, strict=True)), desc="merge", total=len(specs)
+        ):
+            if errors:
+                raise errors[0]
+            if not spec.dtype.is_floating_point:
+                ref = streamer.base if streamer.base is not None else streamer.models[0]
+                out = ref.read_flat(spec.name).to(out_spec.dtype)
+            elif not whole(spec):
+                streamer.merge_chunked(spec, out_spec.dtype)
+                continue
+            else:
+                name, data = inbox.get()
+                if name is None:
+                    raise data
+                if name != spec.name:  # pragma: no cover - ordering bug
+                    raise RuntimeError(f"reader sent {name}, expected {spec.name}")
+                out = streamer.merge_whole(spec, out_spec.dtype, *data)
+                streamer.buffers.give([data[0], *data[1]])
+                del data
+                budget.release(streamer.input_bytes(spec))
+            nbytes = out.numel() * out.element_size()
+            write_budget.acquire(nbytes)
+            outbox.put((spec.name, out))
+            del out
+    finally:
+        budget.close()
+        outbox.put(None)
+        for t in threads:
+            t.join()
+    if errors:
+        raise errors[0]
 
 
 def run_merge(plan: MergePlan) -> dict[str, Any]:
     """Run a streaming merge into ``plan.output`` (assembled, then renamed).
 
     Returns:
-        A summary: tensors, parameters, bytes written, seconds, output files.
+        A summary: tensors, parameters, bytes written, seconds, output files,
+        worker threads and how many TIES thresholds needed the fallback.
 
     Raises:
         FileExistsError: If the output exists and ``overwrite`` is false.
@@ -248,18 +616,23 @@ def run_merge(plan: MergePlan) -> dict[str, Any]:
         )
         for s in specs
     ]
+    threads = plan.threads or torch.get_num_threads()
+    if threads < 1:
+        raise ValueError(f"threads: got {threads}, expected at least 1")
 
     # Assemble in a temporary sibling, rename into place at the end.
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    torch_threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # parallelism comes from the worker threads
     try:
         writer = ShardedWriter(tmp, out_specs, plan.max_shard_bytes)
+        pool = _Pool(threads)
         try:
-            for spec, out_spec in progress(
-                list(zip(specs, out_specs, strict=True)), desc="merge", total=len(specs)
-            ):
-                _stream_tensor(plan, method, spec, out_spec.dtype, base, models, writer)
+            streamer = _Streamer(plan, method, base, models, writer, pool)
+            _stream_all(streamer, specs, out_specs)
         finally:
+            pool.close()
             writer.close()
         copied = []
         if plan.copy_tokenizer:
@@ -272,6 +645,8 @@ def run_merge(plan: MergePlan) -> dict[str, Any]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    finally:
+        torch.set_num_threads(torch_threads)
     seconds = time.perf_counter() - start
     summary = {
         "method": plan.method,
@@ -279,6 +654,8 @@ def run_merge(plan: MergePlan) -> dict[str, Any]:
         "parameters": sum(s.numel for s in specs),
         "bytes_written": sum(s.nbytes for s in out_specs),
         "seconds": seconds,
+        "threads": threads,
+        "threshold_fallbacks": streamer.fallbacks,
         "files": [f.name for f in writer.files],
         "copied": copied,
         "output": str(out),

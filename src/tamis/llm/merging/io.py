@@ -1,7 +1,9 @@
 """Lazy safetensors reading and a streaming, sharded safetensors writer.
 
-The reader opens a file with ``safetensors.safe_open`` for each read and closes
-it again, so the pages of memory-mapped inputs do not pile up in the process.
+The reader takes each tensor's byte range from the file header and reads it
+with ``os.pread`` into memory of its own (no memory map), so the pages of the
+inputs never count towards the process's resident memory and reads release
+the interpreter lock (a reader thread can prefetch while others compute).
 The writer lays out every shard's header from the tensor shapes in advance and
 then writes each block of rows at its final byte offset, so an output tensor
 never has to exist whole in memory.
@@ -13,7 +15,7 @@ import json
 import math
 import os
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -117,8 +119,10 @@ class SafetensorsSource:
     def __init__(self, model_dir: str | Path) -> None:
         self.model_dir = Path(model_dir)
         self._file: dict[str, Path] = {}
+        self._start: dict[str, int] = {}  # absolute byte offset of the data
         self.specs: dict[str, TensorSpec] = {}
         for path in weight_files(self.model_dir):
+            data_start, ranges = _header_offsets(path)
             try:
                 with safe_open(str(path), framework="pt") as fh:
                     for name in fh.keys():  # noqa: SIM118 - safe_open is no dict
@@ -128,10 +132,16 @@ class SafetensorsSource:
                             raise ValueError(
                                 f"{path}: {name}: unsupported dtype {sl.get_dtype()}"
                             )
-                        self.specs[name] = TensorSpec(
-                            name, tuple(sl.get_shape()), dtype
-                        )
+                        spec = TensorSpec(name, tuple(sl.get_shape()), dtype)
+                        begin, end = ranges[name]
+                        if end - begin != spec.nbytes:
+                            raise ValueError(
+                                f"{path}: {name}: {end - begin} bytes for shape "
+                                f"{spec.shape} {sl.get_dtype()}"
+                            )
+                        self.specs[name] = spec
                         self._file[name] = path
+                        self._start[name] = data_start + begin
             except ValueError:
                 raise
             except Exception as err:  # safetensors raises its own error types
@@ -143,14 +153,95 @@ class SafetensorsSource:
         """Tensor names in file order, then name order."""
         return sorted(self.specs, key=lambda n: (str(self._file[n]), n))
 
-    def read(self, name: str, rows: tuple[int, int] | None = None) -> torch.Tensor:
-        """The tensor ``name`` (or rows ``[r0, r1)`` of it) in its stored dtype."""
+    def byte_range(
+        self, name: str, rows: tuple[int, int] | None = None
+    ) -> tuple[Path, int, int]:
+        """File, absolute offset and length of tensor ``name`` (or of its rows)."""
         if name not in self.specs:
             raise KeyError(f"{self.model_dir}: has no tensor {name!r}")
-        with safe_open(str(self._file[name]), framework="pt") as fh:
-            if rows is None or not self.specs[name].shape:
-                return fh.get_tensor(name)
-            return fh.get_slice(name)[rows[0] : rows[1]]
+        spec = self.specs[name]
+        start = self._start[name]
+        if rows is None or not spec.shape:
+            return self._file[name], start, spec.nbytes
+        row_bytes = spec.nbytes // spec.shape[0]
+        return (
+            self._file[name],
+            start + rows[0] * row_bytes,
+            (rows[1] - rows[0]) * (row_bytes),
+        )
+
+    def read_flat(
+        self,
+        name: str,
+        rows: tuple[int, int] | None = None,
+        alloc: Callable[[int], torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        """Tensor ``name`` (or rows ``[r0, r1)``) as a 1-D tensor.
+
+        Args:
+            name: Tensor name.
+            rows: Optional row range.
+            alloc: Optional ``alloc(nbytes) -> uint8 tensor`` for the memory
+                (default: a fresh tensor).
+        """
+        path, offset, length = self.byte_range(name, rows)
+        if alloc is None:
+            raw = torch.empty(length, dtype=torch.uint8)
+        else:
+            raw = alloc(length)
+        _pread_into(path, raw, offset)
+        return raw.view(self.specs[name].dtype)
+
+    def read(self, name: str, rows: tuple[int, int] | None = None) -> torch.Tensor:
+        """The tensor ``name`` (or rows ``[r0, r1)`` of it) in its stored dtype."""
+        spec = self.specs.get(name)
+        if spec is None:
+            raise KeyError(f"{self.model_dir}: has no tensor {name!r}")
+        flat = self.read_flat(name, rows)
+        if rows is None or not spec.shape:
+            return flat.view(spec.shape)
+        return flat.view(rows[1] - rows[0], *spec.shape[1:])
+
+    def advise(self, name: str) -> None:
+        """Ask the kernel to start reading tensor ``name`` into the page cache."""
+        path, offset, length = self.byte_range(name)
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.posix_fadvise(fd, offset, length, os.POSIX_FADV_WILLNEED)
+        finally:
+            os.close(fd)
+
+
+def _header_offsets(path: Path) -> tuple[int, dict[str, tuple[int, int]]]:
+    # safetensors layout: u64 little-endian header size, JSON header, data.
+    try:
+        with open(path, "rb") as fh:
+            size = int.from_bytes(fh.read(8), "little")
+            header = json.loads(fh.read(size))
+        ranges = {
+            name: (int(v["data_offsets"][0]), int(v["data_offsets"][1]))
+            for name, v in header.items()
+            if name != "__metadata__"
+        }
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise ValueError(f"{path}: not a readable safetensors file: {err}") from None
+    return 8 + size, ranges
+
+
+def _pread_into(path: Path, out: torch.Tensor, offset: int) -> None:
+    # Fill the uint8 tensor ``out`` from ``path`` at ``offset`` (loops over
+    # short reads; os.preadv releases the interpreter lock).
+    view = memoryview(out.numpy())
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        done = 0
+        while done < len(view):
+            got = os.preadv(fd, [view[done:]], offset + done)
+            if got <= 0:
+                raise ValueError(f"{path}: file ends inside a tensor")
+            done += got
+    finally:
+        os.close(fd)
 
 
 class ShardedWriter:

@@ -10,9 +10,9 @@ from typing import Any
 
 import torch
 
-from tamis.llm.merging.base import MERGE_METHODS, MergeMethod, MergeParams
+from tamis.llm.merging.base import MERGE_METHODS, MergeMethod, MergeParams, Workspace
 
-__all__ = ["linear_merge"]
+__all__ = ["linear_block", "linear_merge"]
 
 
 def linear_merge(
@@ -53,9 +53,45 @@ def _combine(
     return linear_merge(models, params.weights, params.normalize)
 
 
+def linear_block(
+    base: torch.Tensor | None,
+    models: Sequence[torch.Tensor],
+    params: MergeParams,
+    stats: dict[str, Any],
+    ws: Workspace,
+) -> torch.Tensor:
+    """Fused streaming kernel of :func:`linear_merge` (same rounding).
+
+    Args:
+        base: Unused (the linear merge sees full weights).
+        models: K (L,) blocks in their stored dtype.
+        params: Hyper-parameters (weights, normalize).
+        stats: Unused.
+        ws: Scratch buffers.
+
+    Returns:
+        (L,) float32 merged block (a workspace buffer).
+    """
+    n = models[0].numel()
+    acc = ws.get("acc", n)
+    x = ws.get("x", n)
+    for i, (m, w) in enumerate(zip(models, params.weights, strict=True)):
+        x.copy_(m)
+        if i == 0:
+            torch.mul(x, w, out=acc)
+        else:
+            acc.add_(x.mul_(w))
+    if params.normalize:
+        total = float(sum(params.weights))
+        if total == 0.0:
+            raise ValueError("linear merge: the weights sum to 0, cannot normalize")
+        acc.div_(total)
+    return acc
+
+
 MERGE_METHODS.add(
     "linear",
-    MergeMethod(combine=_combine, uses_base=False),
+    MergeMethod(combine=_combine, uses_base=False, kernel=linear_block),
     "Linear (model soup)",
     paper="arXiv:2203.05482",
 )

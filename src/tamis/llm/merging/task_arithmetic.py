@@ -11,9 +11,9 @@ from typing import Any
 
 import torch
 
-from tamis.llm.merging.base import MERGE_METHODS, MergeMethod, MergeParams
+from tamis.llm.merging.base import MERGE_METHODS, MergeMethod, MergeParams, Workspace
 
-__all__ = ["task_arithmetic"]
+__all__ = ["task_arithmetic", "task_arithmetic_block"]
 
 
 def task_arithmetic(
@@ -49,9 +49,44 @@ def _combine(
     return base + params.scaling * task_arithmetic(deltas, params.weights)
 
 
+def task_arithmetic_block(
+    base: torch.Tensor,
+    models: Sequence[torch.Tensor],
+    params: MergeParams,
+    stats: dict[str, Any],
+    ws: Workspace,
+) -> torch.Tensor:
+    """Fused streaming kernel: ``base + lambda * sum_i w_i (theta_i - base)``.
+
+    Same operations, in the same order and rounding, as :func:`_combine` on
+    float32 task vectors, but in place on reusable buffers.
+
+    Args:
+        base: (L,) base block in its stored dtype.
+        models: K (L,) expert blocks.
+        params: Hyper-parameters (weights, scaling).
+        stats: Unused.
+        ws: Scratch buffers.
+
+    Returns:
+        (L,) float32 merged block (a workspace buffer).
+    """
+    n = base.numel()
+    b = ws.get("b", n).copy_(base)
+    acc = ws.get("acc", n)
+    x = ws.get("x", n)
+    for i, (m, w) in enumerate(zip(models, params.weights, strict=True)):
+        x.copy_(m).sub_(b)  # delta_i
+        if i == 0:
+            torch.mul(x, w, out=acc)
+        else:
+            acc.add_(x.mul_(w))
+    return acc.mul_(params.scaling).add_(b)
+
+
 MERGE_METHODS.add(
     "task_arithmetic",
-    MergeMethod(combine=_combine),
+    MergeMethod(combine=_combine, kernel=task_arithmetic_block),
     "Task arithmetic",
     paper="arXiv:2212.04089",
 )

@@ -16,10 +16,11 @@ from typing import Any
 
 import torch
 
-from tamis.llm.merging.base import MERGE_METHODS, MergeMethod, MergeParams
+from tamis.llm.merging.base import MERGE_METHODS, MergeMethod, MergeParams, Workspace
 
 __all__ = [
     "keep_count",
+    "ties_block",
     "magnitude_threshold",
     "magnitude_threshold_blocks",
     "ties_merge",
@@ -183,10 +184,75 @@ def _combine(
     return base + params.scaling * merged
 
 
+def ties_block(
+    base: torch.Tensor,
+    models: Sequence[torch.Tensor],
+    params: MergeParams,
+    stats: dict[str, Any],
+    ws: Workspace,
+) -> torch.Tensor:
+    """Fused streaming kernel: ``base + lambda * ties_merge(...)``, bit for bit.
+
+    Works on a block small enough to stay in cache, in place, with float32
+    indicators instead of boolean masks (vectorised on CPU). Rewritten as
+    ``u_i = max(s * t_i, 0)`` (``|t_i|`` where ``t_i`` agrees with the elected
+    sign ``s``, else 0), the disjoint mean is ``s * sum_i u_i / #{u_i > 0}``;
+    negating a sum is exact, so this equals :func:`ties_merge` exactly, and
+    zeros are made ``+0`` as there.
+
+    Args:
+        base: (L,) base block in its stored dtype.
+        models: K (L,) expert blocks.
+        params: Hyper-parameters (weights, scaling).
+        stats: ``{"thresholds": [...]}``, one magnitude threshold per expert.
+        ws: Scratch buffers.
+
+    Returns:
+        (L,) float32 merged block (a workspace buffer).
+    """
+    n = base.numel()
+    b = ws.get("b", n).copy_(base)
+    elected = ws.get("s", n)
+    ind = ws.get("ind", n)
+    u = ws.get("u", n)
+    trimmed = []
+    thresholds = stats["thresholds"]
+    for i, (m, w, t) in enumerate(zip(models, params.weights, thresholds, strict=True)):
+        x = ws.get(f"x{i}", n).copy_(m).sub_(b)  # delta_i
+        if t > 0:
+            torch.ge(torch.abs(x, out=u), t, out=ind)  # keep |delta| >= t
+            x.mul_(ind)
+        if w != 1.0:
+            x.mul_(w)
+        if i == 0:
+            elected.copy_(x)
+        else:
+            elected.add_(x)
+        trimmed.append(x)
+    elected.sign_()  # (L,) in {-1, 0, 1}
+
+    total = ws.get("total", n)
+    count = ws.get("count", n)
+    for i, x in enumerate(trimmed):
+        torch.mul(x, elected, out=u).clamp_(min=0.0)  # |x| where it agrees
+        if i == 0:
+            total.copy_(u)
+            torch.gt(u, 0.0, out=count)
+        else:
+            total.add_(u)
+            count.add_(torch.gt(u, 0.0, out=ind))
+    merged = total.div_(count.clamp_(min=1.0)).mul_(elected).add_(0.0)  # +0 zeros
+    return merged.mul_(params.scaling).add_(b)
+
+
 MERGE_METHODS.add(
     "ties",
     MergeMethod(
-        combine=_combine, statistic=_statistic, chunked_statistic=_chunked_statistic
+        combine=_combine,
+        statistic=_statistic,
+        chunked_statistic=_chunked_statistic,
+        kernel=ties_block,
+        magnitude_thresholds=True,
     ),
     "TIES-Merging",
     paper="arXiv:2306.01708",

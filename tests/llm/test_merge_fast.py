@@ -1,0 +1,266 @@
+"""The fast paths of the streaming merge against the reference maths.
+
+Exact selection of the TIES threshold (sampled bracket + counting pass) against
+a full sort, and the fused block kernels against the pure functions, bit for
+bit, on data with ties, exact zeros, signed zeros and negative weights.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from tamis.llm.merging import MERGE_METHODS, MergeParams, MergePlan, run_merge
+from tamis.llm.merging.base import Workspace
+from tamis.llm.merging.engine import merge_state_dicts
+from tamis.llm.merging.io import weight_files
+from tamis.llm.merging.selection import (
+    Bracket,
+    bracket_from_sample,
+    count_band,
+    kth_largest,
+    resolve_bracket,
+    sample_size,
+)
+from tamis.llm.merging.ties import keep_count, magnitude_threshold
+
+
+def _sorted_kth(values: torch.Tensor, k: int) -> float:
+    # Reference: the k-th entry of a full descending sort.
+    return float(torch.sort(values.flatten(), descending=True).values[k - 1])
+
+
+def _select(values: torch.Tensor, k: int, block: int, sample: int) -> float | None:
+    gen = torch.Generator().manual_seed(3)
+    flat = values.flatten()
+    idx = torch.randint(flat.numel(), (sample,), generator=gen)
+    bracket = bracket_from_sample(flat[idx], flat.numel(), k)
+    parts = [
+        count_band(flat[s : s + block], bracket) for s in range(0, flat.numel(), block)
+    ]
+    return resolve_bracket(bracket, parts)
+
+
+def _tied_magnitudes(n: int, levels: int, seed: int) -> torch.Tensor:
+    # Few distinct values, many exact zeros: the hard case for selection.
+    gen = torch.Generator().manual_seed(seed)
+    a = torch.randint(0, levels, (n,), generator=gen).to(torch.float32) / levels
+    a[torch.rand(n, generator=gen) < 0.2] = 0.0
+    return a
+
+
+@pytest.mark.parametrize("levels", [3, 50, 100_000])
+@pytest.mark.parametrize("density", [0.001, 0.1, 0.5, 0.9, 1.0])
+def test_sampled_selection_equals_full_sort(levels: int, density: float) -> None:
+    a = _tied_magnitudes(20_011, levels, seed=levels)
+    k = keep_count(a.numel(), density)
+    got = _select(a, k, block=1_000, sample=sample_size(a.numel()))
+    assert got == _sorted_kth(a, k)
+
+
+def test_selection_on_continuous_data_and_odd_blocks() -> None:
+    gen = torch.Generator().manual_seed(5)
+    a = torch.randn(30_001, generator=gen).abs()
+    for k in (1, 2, 777, 15_000, 30_000, 30_001):
+        assert _select(a, k, block=4_099, sample=5_000) == _sorted_kth(a, k)
+
+
+def test_all_equal_magnitudes() -> None:
+    a = torch.full((5_000,), 0.25)
+    assert _select(a, 1_234, block=700, sample=4_096) == 0.25
+    zeros = torch.zeros(5_000)
+    assert _select(zeros, 2_500, block=700, sample=4_096) == 0.0
+
+
+def test_a_missed_bracket_is_reported_not_guessed() -> None:
+    a = torch.arange(1, 101, dtype=torch.float32)
+    # The 10th largest is 91; a bracket above it must give None.
+    wrong = Bracket(n=100, k=10, lo=95.0, hi=99.0)
+    assert resolve_bracket(wrong, [count_band(a, wrong)]) is None
+    right = Bracket(n=100, k=10, lo=80.0, hi=95.0)
+    assert (
+        resolve_bracket(right, [count_band(a[:50], right), count_band(a[50:], right)])
+        == 91.0
+    )
+
+
+def test_bracket_from_sample_brackets_the_true_value() -> None:
+    gen = torch.Generator().manual_seed(9)
+    a = torch.randn(200_000, generator=gen).abs()
+    k = 60_000
+    true = _sorted_kth(a, k)
+    idx = torch.randint(a.numel(), (sample_size(a.numel()),), generator=gen)
+    br = bracket_from_sample(a[idx], a.numel(), k)
+    assert br.lo <= true <= br.hi
+    # Narrow: about 2 z sqrt(p (1 - p) / m) of the values fall inside.
+    m, p = idx.numel(), k / a.numel()
+    width = 2 * (4.5 * (p * (1 - p) / m) ** 0.5 + 1 / m)
+    inside = int(((a >= br.lo) & (a <= br.hi)).sum())
+    assert inside < 1.5 * width * a.numel()
+
+
+def test_kth_largest_bounds() -> None:
+    v = torch.tensor([3.0, 1.0, 2.0])
+    assert kth_largest(v, 1) == 3.0 and kth_largest(v, 3) == 1.0
+    with pytest.raises(ValueError, match="k"):
+        kth_largest(v, 4)
+
+
+# Fused kernels against the reference combine functions.
+
+
+def _inputs(n: int, k: int, dtype: torch.dtype, seed: int) -> tuple:
+    gen = torch.Generator().manual_seed(seed)
+    base = (torch.randn(n, generator=gen) * 0.02).to(dtype)
+    base[:7] = -0.0  # signed zeros in the base
+    models = []
+    for i in range(k):
+        m = (base.float() + torch.randn(n, generator=gen) * 0.002).to(dtype)
+        m[i * 11 : i * 11 + 40] = base[i * 11 : i * 11 + 40]  # zero deltas
+        models.append(m)
+    models[-1][100:160] = models[0][100:160]  # cross-expert ties
+    return base, models
+
+
+def _reference(method: str, base, models, params, stats) -> torch.Tensor:
+    combine = MERGE_METHODS.get(method).combine
+    if method == "linear":
+        return combine(None, [m.float() for m in models], params, stats, "w", 0)
+    b = base.float()
+    return combine(b, [m.float() - b for m in models], params, stats, "w", 0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32])
+@pytest.mark.parametrize("method", ["linear", "task_arithmetic", "ties"])
+@pytest.mark.parametrize(
+    "weights,scaling",
+    [([1.0, 1.0, 1.0], 1.0), ([0.7, -0.4, 1.3], 0.45), ([1.0, 0.0, 2.0], -0.8)],
+)
+def test_kernels_equal_reference_bit_for_bit(
+    dtype: torch.dtype, method: str, weights: list[float], scaling: float
+) -> None:
+    base, models = _inputs(3_001, 3, dtype, seed=4)
+    params = MergeParams(
+        scaling=scaling, weights=weights, densities=[0.2, 0.5, 1.0], normalize=True
+    )
+    stats = {}
+    if method == "ties":
+        b = base.float()
+        stats = {
+            "thresholds": [
+                magnitude_threshold(m.float() - b, rho)
+                for m, rho in zip(models, params.densities, strict=True)
+            ]
+        }
+        stats["thresholds"][1] = float("inf")  # an expert trimmed away entirely
+    if method == "linear" and sum(weights) == 0:
+        return
+    ref = _reference(method, base, models, params, stats).to(dtype)
+    kernel = MERGE_METHODS.get(method).kernel
+    ws = Workspace()
+    out = torch.empty_like(base)
+    for s in range(0, base.numel(), 512):  # odd-sized blocks, one workspace
+        e = min(s + 512, base.numel())
+        b = base[s:e] if method != "linear" else None
+        out[s:e].copy_(kernel(b, [m[s:e] for m in models], params, stats, ws))
+    # Bits, not values: signed zeros must match too.
+    assert torch.equal(out.view(torch.uint8), ref.view(torch.uint8))
+
+
+def test_ties_kernel_zero_threshold_keeps_everything() -> None:
+    base, models = _inputs(1_000, 2, torch.float32, seed=8)
+    params = MergeParams(scaling=1.0, weights=[1.0, 1.0], densities=[1.0, 1.0])
+    stats = {"thresholds": [0.0, 0.0]}
+    ref = _reference("ties", base, models, params, stats)
+    got = MERGE_METHODS.get("ties").kernel(base, models, params, stats, Workspace())
+    assert torch.equal(got.view(torch.int32), ref.view(torch.int32))
+
+
+# The engine's whole-tensor path: many blocks, two workers, small prefetch.
+
+
+def _state(model_dir: Path) -> dict[str, torch.Tensor]:
+    out: dict[str, torch.Tensor] = {}
+    for f in weight_files(model_dir):
+        out.update(load_file(str(f)))
+    return out
+
+
+@pytest.mark.parametrize("method", ["linear", "task_arithmetic", "ties", "dare_ties"])
+def test_threaded_block_engine_equals_in_memory(
+    tiny_models: dict, tmp_path: Path, method: str
+) -> None:
+    base, experts = tiny_models["base"], tiny_models["experts"]
+    params = MergeParams(
+        scaling=0.9,
+        weights=[1.0, 0.6, 1.2],
+        densities=[0.2, 0.5, 0.8],
+        drop_rates=[0.3, 0.3, 0.3],
+        seed=2,
+    )
+    plan = MergePlan(
+        method=method,
+        base=base,
+        models=list(experts),
+        params=params,
+        output=tmp_path / "merged",
+        threads=2,
+        kernel_block=300,  # many blocks per tensor, ragged last block
+        prefetch_bytes=1,  # reader holds one tensor at a time
+        write_queue_bytes=1,
+    )
+    summary = run_merge(plan)
+    assert summary["threads"] == 2
+    streamed = _state(tmp_path / "merged")
+    reference = merge_state_dicts(
+        method, _state(base), [_state(e) for e in experts], params
+    )
+    for name, tensor in reference.items():
+        assert torch.equal(streamed[name].view(torch.uint8), tensor.view(torch.uint8))
+
+
+def test_engine_restores_torch_threads(tiny_models: dict, tmp_path: Path) -> None:
+    before = torch.get_num_threads()
+    plan = MergePlan(
+        method="task_arithmetic",
+        base=tiny_models["base"],
+        models=list(tiny_models["experts"]),
+        params=MergeParams(scaling=1.0, weights=[1.0] * 3),
+        output=tmp_path / "m",
+        threads=2,
+    )
+    run_merge(plan)
+    assert torch.get_num_threads() == before
+
+
+def test_engine_falls_back_to_exact_selection_on_a_miss(
+    tiny_models: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import tamis.llm.merging.engine as engine
+
+    def missing(sample: torch.Tensor, n: int, k: int, z: float = 4.5) -> Bracket:
+        return Bracket(n=n, k=k, lo=1e30, hi=2e30)  # above every magnitude
+
+    monkeypatch.setattr(engine, "bracket_from_sample", missing)
+    base, experts = tiny_models["base"], tiny_models["experts"]
+    params = MergeParams(scaling=1.0, weights=[1.0] * 3, densities=[0.3, 0.5, 0.7])
+    plan = MergePlan(
+        method="ties",
+        base=base,
+        models=list(experts),
+        params=params,
+        output=tmp_path / "merged",
+        threads=2,
+        kernel_block=256,
+    )
+    summary = run_merge(plan)
+    assert summary["threshold_fallbacks"] > 0
+    streamed = _state(tmp_path / "merged")
+    reference = merge_state_dicts(
+        "ties", _state(base), [_state(e) for e in experts], params
+    )
+    for name, tensor in reference.items():
+        assert torch.equal(streamed[name], tensor), name
