@@ -188,6 +188,21 @@ def run_one(
     return out
 
 
+def paired_p(
+    runs: list[dict[str, Any]], variant: str, base: str, key: str, metric: str
+) -> float | None:
+    """Two-sided paired t-test p-value over the seeds both variants ran."""
+    from scipy.stats import ttest_rel
+
+    a = {r["seed"]: r[key][metric] for r in runs if r["variant"] == variant}
+    b = {r["seed"]: r[key][metric] for r in runs if r["variant"] == base}
+    seeds = sorted(set(a) & set(b))
+    if len(seeds) < 2:
+        return None
+    p = float(ttest_rel([a[s] for s in seeds], [b[s] for s in seeds]).pvalue)
+    return None if np.isnan(p) else p
+
+
 def summarise(runs: list[dict[str, Any]], key: str) -> dict[str, Any]:
     """Mean/std per variant, relative change vs the best baseline, time ratio."""
     table: dict[str, Any] = {}
@@ -209,11 +224,14 @@ def summarise(runs: list[dict[str, Any]], key: str) -> dict[str, Any]:
         bases = [b for b in BASELINES[backbone] if b in table and b != variant]
         if VARIANTS[variant][1] != "sra-cl" or not bases:
             continue
-        rel = {}
+        rel, pvalues = {}, {}
         for m in METRICS:
-            best = max(table[b][m]["mean"] for b in bases)
+            best_name = max(bases, key=lambda b: table[b][m]["mean"])
+            best = table[best_name][m]["mean"]
             rel[m] = 100.0 * (stats[m]["mean"] - best) / best if best > 0 else None
+            pvalues[m] = paired_p(runs, variant, best_name, key, m)
         stats["rel_change_vs_best_baseline_pct"] = rel
+        stats["paired_t_p_vs_best_baseline"] = pvalues
         stats["best_baseline_pool"] = bases
         plain = "SASRec" if backbone == "sasrec" else "GRU4Rec"
         if plain in table:
@@ -242,30 +260,42 @@ def print_table(name: str, table: dict[str, Any]) -> None:
         )
 
 
-def markdown(path: Path) -> str:
-    """Markdown tables (test, history not masked) of a result JSON."""
-    report = json.loads(path.read_text())
+def markdown(paths: list[Path]) -> str:
+    """Markdown tables (test, history not masked) of result JSONs.
+
+    Runs of the same data set from several files are pooled before the
+    summary, so a variant run separately is compared with the same baselines.
+    """
+    runs: dict[str, list[dict[str, Any]]] = {}
+    data: dict[str, Any] = {}
+    for path in paths:
+        report = json.loads(path.read_text())
+        for name, rows in report["runs"].items():
+            runs.setdefault(name, []).extend(rows)
+            data[name] = report["data"][name]
     lines = []
-    for name, tables in report["tables"].items():
-        info = report["data"][name]
+    for name, rows in runs.items():
+        info = data[name]
         lines += [
             f"**{name}** ({info['users']} users, {info['items']} items, "
             f"{info['training_samples']} training samples)",
             "",
             "| variant | seeds | HR@20 | NDCG@20 | HR@10 | NDCG@10 | best epochs "
             "| s/epoch | x plain | vs best baseline (HR@20 / NDCG@20 / HR@10 / "
-            "NDCG@10) |",
+            "NDCG@10; paired t-test p of NDCG@20) |",
             "|---" * 10 + "|",
         ]
-        for variant, st in tables["unmasked"].items():
-            runs = [r for r in report["runs"][name] if r["variant"] == variant]
+        for variant, st in summarise(rows, "test_unmasked").items():
+            mine = [r for r in rows if r["variant"] == variant]
             cells = [f"{st[m]['mean']:.4f} ± {st[m]['std']:.4f}" for m in METRICS]
-            best = ", ".join(str(r["best_epoch"]) for r in runs)
+            best = ", ".join(str(r["best_epoch"]) for r in mine)
             ratio = st.get("time_ratio_vs_plain")
             rel = st.get("rel_change_vs_best_baseline_pct")
             rel_s = " / ".join(f"{rel[m]:+.1f}%" for m in METRICS) if rel else "-"
+            p = st.get("paired_t_p_vs_best_baseline", {}).get("ndcg@20")
+            rel_s += f" (p = {p:.2f})" if p is not None else ""
             lines.append(
-                f"| {variant} | {len(runs)} | "
+                f"| {variant} | {len(mine)} | "
                 + " | ".join(cells)
                 + f" | {best} | {st['sec_per_epoch']:.1f} | "
                 + (f"{ratio:.2f}" if ratio else "-")
@@ -319,12 +349,12 @@ def main() -> int:
         "--tables-from",
         type=Path,
         nargs="+",
-        help="print Markdown tables of existing result JSONs and exit",
+        help="print Markdown tables of existing result JSONs (runs of one data set "
+        "pooled across files) and exit",
     )
     args = parser.parse_args()
     if args.tables_from:
-        for path in args.tables_from:
-            sys.stdout.write(markdown(path) + "\n")
+        sys.stdout.write(markdown(args.tables_from) + "\n")
         return 0
     if not args.data_dir.is_dir():
         parser.error(f"--data-dir {args.data_dir}: no such folder")
