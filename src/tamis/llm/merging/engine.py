@@ -367,11 +367,10 @@ class _Streamer:
             b = ws.get("b", m).copy_(base[s:e])
             x = ws.get("x0", m)
             a = ws.get("u", m)
-            scratch = (ws.get("ind", m), ws.get("s", m))
             parts = {}
             for i, br in brackets.items():
                 x.copy_(models[i][s:e]).sub_(b)
-                parts[i] = count_band(torch.abs(x, out=a), br, scratch)
+                parts[i] = count_band(torch.abs(x, out=a), br)
             return parts
 
         parts: dict[int, list] = {i: [] for i in todo}

@@ -27,6 +27,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 __all__ = [
@@ -118,40 +119,32 @@ def bracket_from_sample(
     return Bracket(n=n, k=k, lo=min(lo, hi), hi=hi)
 
 
-def count_band(
-    magnitude: torch.Tensor,
-    bracket: Bracket,
-    scratch: tuple[torch.Tensor, torch.Tensor] | None = None,
-) -> BandCount:
+def count_band(magnitude: torch.Tensor, bracket: Bracket) -> BandCount:
     """Counting pass over one block of magnitudes.
 
+    Runs on numpy views of the block: its vectorised comparisons, boolean
+    counts and ``compress`` are several times faster on CPU than torch's
+    boolean comparisons and ``masked_select``.
+
     Args:
-        magnitude: (L,) fp32 non-negative block.
+        magnitude: (L,) fp32 non-negative block (contiguous, on the CPU).
         bracket: The bracket to check.
-        scratch: Optional two fp32 work buffers of at least L elements.
 
     Returns:
-        The block's counts and band values.
+        The block's counts and band values (a fresh tensor).
     """
-    a = magnitude
-    n = a.numel()
-    if scratch is None:
-        scratch = (torch.empty_like(a), torch.empty_like(a))
-    lo_ind, hi_ind = scratch[0][:n], scratch[1][:n]
-    # Float indicators (1.0 / 0.0) are vectorised, unlike bool comparisons;
-    # sums of up to 2**24 ones are exact in float32 (float64 beyond).
-    acc = torch.float32 if n <= 1 << 24 else torch.float64
-    torch.ge(a, bracket.lo, out=lo_ind)
-    torch.gt(a, bracket.hi, out=hi_ind)
-    at_least_lo = int(lo_ind.sum(dtype=acc))
-    above_hi = int(hi_ind.sum(dtype=acc))
+    a = magnitude.contiguous().numpy()
+    lo, hi = np.float32(bracket.lo), np.float32(bracket.hi)
+    at_lo = a >= lo
+    above = a > hi
+    at_least_lo = int(np.count_nonzero(at_lo))
+    above_hi = int(np.count_nonzero(above))
     if bracket.lo == bracket.hi:
         return BandCount(at_least_lo, above_hi, None)
-    band_ind = lo_ind.sub_(hi_ind)  # 1.0 exactly where lo <= a <= hi
     if at_least_lo == above_hi:
-        return BandCount(at_least_lo, above_hi, a.new_empty(0))
-    band = torch.masked_select(a, band_ind.bool())
-    return BandCount(at_least_lo, above_hi, band)
+        return BandCount(at_least_lo, above_hi, magnitude.new_empty(0))
+    in_band = np.logical_xor(at_lo, above, out=at_lo)  # lo <= a <= hi
+    return BandCount(at_least_lo, above_hi, torch.from_numpy(np.compress(in_band, a)))
 
 
 def resolve_bracket(bracket: Bracket, parts: Sequence[BandCount]) -> float | None:

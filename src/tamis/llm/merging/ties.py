@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 
 from tamis.llm.merging.base import MERGE_METHODS, MergeMethod, MergeParams, Workspace
@@ -184,6 +185,11 @@ def _combine(
     return base + params.scaling * merged
 
 
+def _below(t: float) -> float:
+    # The largest float32 below t (t itself a positive float32).
+    return float(np.nextafter(np.float32(t), np.float32(0.0)))
+
+
 def ties_block(
     base: torch.Tensor,
     models: Sequence[torch.Tensor],
@@ -194,7 +200,8 @@ def ties_block(
     """Fused streaming kernel: ``base + lambda * ties_merge(...)``, bit for bit.
 
     Works on a block small enough to stay in cache, in place, with float32
-    indicators instead of boolean masks (vectorised on CPU). Rewritten as
+    indicators instead of boolean masks (vectorised on CPU), and trims with
+    ``hardshrink`` at the float32 just below the threshold (one pass). Rewritten as
     ``u_i = max(s * t_i, 0)`` (``|t_i|`` where ``t_i`` agrees with the elected
     sign ``s``, else 0), the disjoint mean is ``s * sum_i u_i / #{u_i > 0}``;
     negating a sum is exact, so this equals :func:`ties_merge` exactly, and
@@ -220,8 +227,9 @@ def ties_block(
     for i, (m, w, t) in enumerate(zip(models, params.weights, thresholds, strict=True)):
         x = ws.get(f"x{i}", n).copy_(m).sub_(b)  # delta_i
         if t > 0:
-            torch.ge(torch.abs(x, out=u), t, out=ind)  # keep |delta| >= t
-            x.mul_(ind)
+            # Keep |delta| >= t in one pass: hardshrink keeps |x| > lambda, and
+            # lambda is the float32 just below t.
+            torch.hardshrink(x, _below(t), out=x)
         if w != 1.0:
             x.mul_(w)
         if i == 0:
