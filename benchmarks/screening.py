@@ -42,17 +42,18 @@ import logging
 import os
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from rdkit import Chem
+from rdkit import Chem, DataStructs
 
 from tamis.core.config import from_dict
 from tamis.core.io import atomic_write_json
 from tamis.core.runs import Run
-from tamis.screening.baselines import max_tanimoto
+from tamis.screening.baselines import ecfp4
 from tamis.screening.config import TrainConfig
 from tamis.screening.data.align import sequence_identity
 from tamis.screening.data.complexes import (
@@ -147,6 +148,14 @@ def parse_args() -> argparse.Namespace:
         metavar="RUN_DIR",
         help="only measure encoding and index throughput with this trained model",
     )
+    p.add_argument(
+        "--merge",
+        type=Path,
+        nargs="+",
+        default=None,
+        metavar="JSON",
+        help="only combine the per-seed results of several runs into --out",
+    )
     p.add_argument("--throughput-molecules", type=int, default=4000)
     p.add_argument("--throughput-library", type=int, default=500_000)
     p.add_argument("--repeats", type=int, default=3)
@@ -235,13 +244,25 @@ def aggregate(per_seed: dict[str, dict[str, dict[str, dict[str, float]]]]):
     return out
 
 
-def ligand_only_ecfp(t: DudeTarget, seed: int) -> dict[str, float]:
+def ligand_only_ecfp(t: DudeTarget, fps: list[Any], seed: int) -> dict[str, float]:
     """ECFP4 max-Tanimoto to one active drawn by ``seed`` (removed from the set)."""
     ref = int(np.random.default_rng(seed).integers(len(t.actives)))
-    lib = [r for i, r in enumerate(t.library) if i != ref]
-    labels = np.delete(t.labels, ref)
-    scores = max_tanimoto([r.mol for r in lib], [t.actives[ref].mol])
-    return screening_metrics(scores, labels, seed)
+    others = fps[:ref] + fps[ref + 1 :]
+    scores = np.array(DataStructs.BulkTanimotoSimilarity(fps[ref], others))
+    return screening_metrics(scores, np.delete(t.labels, ref), seed)
+
+
+def strip_molecules(t: DudeTarget) -> DudeTarget:
+    """The target without its RDKit molecules (names, SMILES and labels stay).
+
+    Once graphs and fingerprints are cached, the molecules are not needed and
+    about 300k of them would hold several GB.
+    """
+
+    def light(records: list[LigandRecord]) -> list[LigandRecord]:
+        return [LigandRecord(r.name, None, r.smiles) for r in records]
+
+    return replace(t, actives=light(t.actives), decoys=light(t.decoys))
 
 
 SAMPLING_OFF = {
@@ -327,6 +348,9 @@ def main() -> None:
     logging.getLogger("tamis.screening.data.ligands").setLevel(logging.ERROR)
     torch.set_num_threads(args.threads)
     rec = Recorder(args.out, args)
+    if args.merge:
+        merge_runs(rec, args.merge)
+        return
     if args.throughput is not None:
         print(json.dumps(measure_throughput(rec, args), indent=1))
         rec.data["complete"] = True
@@ -341,11 +365,14 @@ def main() -> None:
 
     # -- targets, graph caches, ECFP4 baseline -------------------------------
     t0 = time.perf_counter()
-    targets = {n: read_dude_target(dude / n, max_decoys, 0) for n in STRUCTURE_TARGETS}
-    pockets = {
-        n: pocket_from_files(t.receptor, t.crystal_ligand) for n, t in targets.items()
-    }
-    graphs = {n: graph_cache(work, n, t.library) for n, t in targets.items()}
+    targets: dict[str, DudeTarget] = {}
+    pockets, graphs, ecfp = {}, {}, {}
+    for n in STRUCTURE_TARGETS:
+        t = read_dude_target(dude / n, max_decoys, 0)
+        pockets[n] = pocket_from_files(t.receptor, t.crystal_ligand)
+        graphs[n] = graph_cache(work, n, t.library)
+        ecfp[n] = screening_metrics(ecfp_scores(t), t.labels, 0)
+        targets[n] = strip_molecules(t)
     timings["read_and_featurise_structure_targets_s"] = time.perf_counter() - t0
     rec.put(
         "targets",
@@ -359,19 +386,18 @@ def main() -> None:
             for n, t in targets.items()
         },
     )
-    ecfp = {
-        n: screening_metrics(ecfp_scores(t), t.labels, 0) for n, t in targets.items()
-    }
     fasta = read_fasta(dude / "dude_targets.fasta")
     t0 = time.perf_counter()
     lo_targets: dict[str, DudeTarget] = {}
+    lo_graphs: dict[str, PackedGraphs] = {}
+    lo_fps: dict[str, list[Any]] = {}
     for n in LIGAND_ONLY:
         folder = dude / n if (dude / n).is_dir() else scr / "dude-ligand-only" / n
         if folder.is_dir() and n in fasta:
-            lo_targets[n] = read_dude_target(folder, args.ligand_only_decoys or None, 0)
-    lo_graphs = {
-        n: graph_cache(work, f"lo-{n}", t.library) for n, t in lo_targets.items()
-    }
+            t = read_dude_target(folder, args.ligand_only_decoys or None, 0)
+            lo_graphs[n] = graph_cache(work, f"lo-{n}", t.library)
+            lo_fps[n] = [ecfp4(r.mol) for r in t.library]
+            lo_targets[n] = strip_molecules(t)
     timings["read_and_featurise_ligand_only_targets_s"] = time.perf_counter() - t0
     rec.put(
         "ligand_only_targets",
@@ -442,6 +468,7 @@ def main() -> None:
             graphs,
             lo_targets,
             lo_graphs,
+            lo_fps,
             fasta,
             ecfp,
             timings,
@@ -471,6 +498,20 @@ def summarise(rec: Recorder, per_seed: dict[int, dict[str, Any]]) -> None:
     )
 
 
+def merge_runs(rec: Recorder, paths: list[Path]) -> None:
+    """One summary over the seeds of several finished runs of this script."""
+    runs = [json.loads(p.read_text()) for p in paths]
+    per_seed = {int(k): v for r in runs for k, v in r.get("per_seed", {}).items()}
+    for key in ("targets", "ligand_only_targets", "folds", "stage1_excluded_proteins"):
+        rec.data[key] = runs[0].get(key)
+    rec.data["merged_from"] = {
+        str(p): {k: r.get(k) for k in ("command", "date", "complete", "timings")}
+        for p, r in zip(paths, runs, strict=True)
+    }
+    rec.data["complete"] = all(r.get("complete") for r in runs)
+    summarise(rec, per_seed)
+
+
 def run_seed(
     seed,
     args,
@@ -485,6 +526,7 @@ def run_seed(
     graphs,
     lo_targets,
     lo_graphs,
+    lo_fps,
     fasta,
     ecfp,
     timings,
@@ -587,7 +629,7 @@ def run_seed(
     # Ligand-only targets: ECFP4 to one active, stage-1 sequence models.
     t_lo = time.perf_counter()
     for n, t in lo_targets.items():
-        out["ligand_only"]["ecfp4_one_active"][n] = ligand_only_ecfp(t, seed)
+        out["ligand_only"]["ecfp4_one_active"][n] = ligand_only_ecfp(t, lo_fps[n], seed)
     for tag in ("bds", "nobds"):
         seq_model = load_trained(stage1[tag])
         screener = Screener(seq_model, batch_size=1024)
