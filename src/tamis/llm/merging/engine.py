@@ -86,6 +86,8 @@ class MergePlan:
         prefetch_bytes: Input bytes the reader may hold ahead (a tensor larger
             than this is still read, alone).
         write_queue_bytes: Output bytes waiting for the writer thread.
+        mmap: Map whole tensors (pages faulted in by the reader thread, no
+            copy) instead of reading them into buffers.
     """
 
     method: str
@@ -105,6 +107,7 @@ class MergePlan:
     kernel_block: int = 1 << 16
     prefetch_bytes: int = 256 * 1024**2
     write_queue_bytes: int = 128 * 1024**2
+    mmap: bool = True
 
 
 def _params_for(
@@ -285,7 +288,7 @@ class _Recycler:
             for t in tensors:
                 if t is None:
                     continue
-                raw = t.view(torch.uint8)
+                raw = t.reshape(-1).view(torch.uint8)
                 if self.kept + raw.numel() <= self.limit:
                     self._free.setdefault(raw.numel(), []).append(raw)
                     self.kept += raw.numel()
@@ -315,6 +318,7 @@ class _Streamer:
         self.pool = pool
         self.fallbacks = 0  # thresholds that needed the exact radix fallback
         self.buffers = _Recycler(plan.prefetch_bytes)
+        self.out_buffers = _Recycler(plan.write_queue_bytes)
 
     # Reading.
 
@@ -329,6 +333,13 @@ class _Streamer:
         self, name: str, rows: tuple[int, int] | None = None
     ) -> tuple[torch.Tensor | None, list[torch.Tensor]]:
         flats = [src.read_flat(name, rows, self.buffers.take) for src in self.sources()]
+        if self.method.uses_base:
+            return flats[0], flats[1:]
+        return None, flats
+
+    def map(self, name: str) -> tuple[torch.Tensor | None, list[torch.Tensor]]:
+        """The whole tensor of every source, memory-mapped (see ``map_flat``)."""
+        flats = [src.map_flat(name) for src in self.sources()]
         if self.method.uses_base:
             return flats[0], flats[1:]
         return None, flats
@@ -436,11 +447,13 @@ class _Streamer:
             if kernel is not None:
                 res = kernel(b, ms, params, stats, self.pool.ws())
             elif b is None:
-                fp = [m.to(torch.float32) for m in ms]
+                fp = [m.to(torch.float32, copy=True) for m in ms]
                 res = method.combine(None, fp, params, stats, name, offset + s)
             else:
+                # Out of place: for float32 inputs .to() returns the (read-only,
+                # memory-mapped) input itself.
                 b32 = b.to(torch.float32)
-                deltas = [m.to(torch.float32).sub_(b32) for m in ms]
+                deltas = [torch.sub(m.to(torch.float32), b32) for m in ms]
                 res = method.combine(b32, deltas, params, stats, name, offset + s)
             out[s:e].copy_(res)
 
@@ -466,7 +479,8 @@ class _Streamer:
                 lambda: (base[idx], [m[idx] for m in models]),
                 lambda: iter([(base, models)]),
             )
-        out = torch.empty(n, dtype=out_dtype)
+        itemsize = torch.empty((), dtype=out_dtype).element_size()
+        out = self.out_buffers.take(n * itemsize).view(out_dtype)
         self.combine(name, params, stats, base, models, out, 0)
         return out
 
@@ -527,7 +541,10 @@ def _stream_all(
                         src.advise(wanted[j + 1].name)
                 if not budget.acquire(streamer.input_bytes(spec)):
                     return
-                inbox.put((spec.name, streamer.read(spec.name)))
+                if plan.mmap:
+                    inbox.put((spec.name, streamer.map(spec.name)))
+                else:
+                    inbox.put((spec.name, streamer.read(spec.name)))
         except BaseException as err:  # handed to the merging thread
             inbox.put((None, err))
 
@@ -540,6 +557,7 @@ def _stream_all(
             try:
                 if not errors:
                     streamer.writer.write(name, tensor)
+                    streamer.out_buffers.give([tensor])
             except BaseException as err:
                 errors.append(err)
             finally:
@@ -570,7 +588,8 @@ def _stream_all(
                 if name != spec.name:  # pragma: no cover - ordering bug
                     raise RuntimeError(f"reader sent {name}, expected {spec.name}")
                 out = streamer.merge_whole(spec, out_spec.dtype, *data)
-                streamer.buffers.give([data[0], *data[1]])
+                if not plan.mmap:
+                    streamer.buffers.give([data[0], *data[1]])
                 del data
                 budget.release(streamer.input_bytes(spec))
             nbytes = out.numel() * out.element_size()

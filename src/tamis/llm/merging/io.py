@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import json
 import math
+import mmap
 import os
 import shutil
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -191,6 +193,43 @@ class SafetensorsSource:
             raw = alloc(length)
         _pread_into(path, raw, offset)
         return raw.view(self.specs[name].dtype)
+
+    def map_flat(self, name: str) -> torch.Tensor:
+        """Tensor ``name`` as a read-only 1-D view of a memory map of its bytes.
+
+        The pages are faulted in by ``mmap`` itself (``MAP_POPULATE``, in the
+        calling thread), so later reads cost no copy and no page faults; the
+        mapping is released with the returned tensor object, so views of it
+        must not outlive it. Falls back to a copy
+        (:meth:`read_flat`) where the data is not aligned for its dtype.
+        """
+        path, offset, length = self.byte_range(name)
+        dtype = self.specs[name].dtype
+        size = self.specs[name].nbytes // max(self.specs[name].numel, 1)
+        if length == 0 or offset % size:
+            return self.read_flat(name)
+        start = offset - offset % mmap.ALLOCATIONGRANULARITY
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            mm = mmap.mmap(
+                fd,
+                length + offset - start,
+                flags=mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0),
+                prot=mmap.PROT_READ,
+                offset=start,
+            )
+        finally:
+            os.close(fd)
+        with warnings.catch_warnings():
+            # The view is never written; torch warns about read-only buffers.
+            warnings.simplefilter("ignore", UserWarning)
+            flat = torch.frombuffer(
+                mm, dtype=dtype, count=self.specs[name].numel, offset=offset - start
+            )
+        # frombuffer does not keep the map alive: the tensor object must (views
+        # of it are only valid while it lives).
+        flat._tamis_mmap = mm  # type: ignore[attr-defined]
+        return flat
 
     def read(self, name: str, rows: tuple[int, int] | None = None) -> torch.Tensor:
         """The tensor ``name`` (or rows ``[r0, r1)`` of it) in its stored dtype."""
