@@ -516,7 +516,7 @@ def part_mergekit(args: argparse.Namespace) -> None:
             "models": "SmolLM2-135M bf16 base + 3 experts (random rank-8 updates)",
             "merge": "TIES, density 0.5, weights 1, lambda 1, bf16 output",
             "mergekit": MERGEKIT,
-            "threads": args.threads,
+            "threads": "per run (rows without it: 1)",
         },
         "runs": [],
     }
@@ -544,6 +544,7 @@ def part_mergekit(args: argparse.Namespace) -> None:
             row = {
                 "tool": tool,
                 "rep": rep,
+                "threads": args.threads,
                 **run,
                 "load_1min": os.getloadavg()[0],
                 "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -551,7 +552,12 @@ def part_mergekit(args: argparse.Namespace) -> None:
             print(json.dumps(row), flush=True)
             results["runs"].append(row)
             write_json(out_json, results)
-    results["agreement"] = compare_outputs(work / "out-tamis", work / "out-mergekit")
+    if (work / "out-mergekit").is_dir():
+        results["agreement"] = compare_outputs(
+            work / "out-tamis", work / "out-mergekit"
+        )
+    elif out_json.is_file():  # mergekit not rerun and its output gone
+        results["agreement"] = json.loads(out_json.read_text()).get("agreement")
     for tool in ("tamis", "mergekit"):
         rows = [r for r in results["runs"] if r["tool"] == tool]
         results[f"{tool}_best"] = {
