@@ -38,6 +38,12 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+#: Most score-matrix entries handled at once. A scoring batch is cut to
+#: ``SCORE_BUDGET // n_items`` rows, so the (b, n_items) scores, their masked
+#: copy and the comparison buffers of :func:`target_ranks` stay near 32 MiB
+#: each whatever ``batch_size`` is (results do not depend on the cut).
+SCORE_BUDGET = 2**23
+
 
 @dataclass
 class RankingResult:
@@ -105,7 +111,8 @@ def rank_targets(
         model: A :class:`~tamis.recsys.models.base.Recommender`.
         samples: Validation or test samples of a split.
         max_len: Width of the padded history handed to the model.
-        batch_size: Samples per scoring batch (results do not depend on it).
+        batch_size: Samples per scoring batch (results do not depend on it);
+            capped at ``SCORE_BUDGET // n_items`` rows to bound memory.
         mask_history: Remove history items (other than the target) from the
             candidates.
         topk: Length of the returned lists (0 skips them).
@@ -136,10 +143,11 @@ def rank_targets(
         torch.tensor(seqs.shape[1]),
     )
     order = torch.argsort(widths, stable=True)
+    rows = max(1, min(batch_size, SCORE_BUDGET // max(n_items, 1)))
     batches = [
         part
         for w in torch.unique(widths).tolist()
-        for part in order[widths[order] == w].split(batch_size)
+        for part in order[widths[order] == w].split(rows)
     ]
     for idx in progress(batches, desc="ranking", total=len(batches)):
         width = int(widths[idx[0]])

@@ -132,15 +132,29 @@ class _Batches:
     every model output unchanged while saving the work on them.
     """
 
-    def __init__(self, split: SequentialSplit, min_prefix: int, max_len: int) -> None:
+    def __init__(
+        self,
+        split: SequentialSplit,
+        min_prefix: int,
+        max_len: int,
+        histories: bool = True,
+    ) -> None:
         samples = split.training_samples(min_prefix)
         if len(samples) == 0:
             raise ValueError("training: the split has no training samples")
         self.n, self.max_len = len(samples), max_len
         self.user = torch.from_numpy(samples.users)
         self.target = torch.from_numpy(samples.targets)
-        self.seq = torch.from_numpy(samples.padded(max_len))  # (S, L) precomputed
-        self.length = torch.from_numpy(np.minimum(samples.lengths, max_len))  # (S,)
+        # Models that ignore the history (BPR, LightGCN) get an all-padding
+        # (b, 1) ``seq``: the (S, L) matrix would only cost memory.
+        if histories:
+            self.seq = torch.from_numpy(samples.padded(max_len))  # (S, L)
+            lengths = np.minimum(samples.lengths, max_len)
+        else:
+            self.max_len = 1
+            self.seq = torch.zeros(1, 1, dtype=torch.int64).expand(self.n, 1)
+            lengths = np.zeros(self.n, dtype=np.int64)
+        self.length = torch.from_numpy(lengths)  # (S,)
 
     def batch_indices(
         self, order: torch.Tensor, batch_size: int, bucket: bool, gen: torch.Generator
@@ -296,7 +310,8 @@ def fit_model(
             dist.broadcast(p.data, src=0)
 
     max_len = model_max_len(model)
-    batches = _Batches(split, 1 if model.sequential else 0, max_len)
+    seq_model = model.sequential
+    batches = _Batches(split, 1 if seq_model else 0, max_len, histories=seq_model)
     result = TrainResult(objective_info=dict(getattr(objective, "semantics_info", {})))
     bad_epochs, start_epoch = 0, 0
     best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
