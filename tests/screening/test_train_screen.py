@@ -242,3 +242,24 @@ def test_cli_errors_name_the_problem(
     cfg.write_text("kind: screen-train\nmodel:\n  esm_hidden: 30\n  esm_heads: 4\n")
     res = runner.invoke(cli, ["screen", "train", str(cfg)])
     assert res.exit_code != 0 and "esm_hidden" in res.output
+
+
+def test_prefetch_and_packed_paths_encode_identically(
+    trained_run: Path, synthetic
+) -> None:
+    from tamis.screening.data.ligands import LigandReader
+    from tamis.screening.encoders.ligand import PackedGraphs, featurize
+
+    model = load_trained(trained_run)
+    # Chunks of 7 over 40 readable molecules: the last chunk is partial.
+    ahead = Screener(model, batch_size=7, prefetch=True)
+    serial = Screener(model, batch_size=7, prefetch=False)
+    reader = LigandReader(synthetic.library)
+    a, names_a, smiles_a = ahead.encode_library(reader)
+    b, names_b, smiles_b = serial.encode_library(LigandReader(synthetic.library))
+    assert reader.n_skipped == 1 and len(names_a) == 40
+    assert names_a == names_b and smiles_a == smiles_b
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    records = list(LigandReader(synthetic.library))
+    packed = PackedGraphs.from_graphs([featurize(r.mol, False) for r in records])
+    np.testing.assert_allclose(serial.encode_packed(packed), b, rtol=1e-5, atol=1e-6)

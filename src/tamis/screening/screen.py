@@ -6,6 +6,7 @@ import csv
 import io
 import logging
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +23,12 @@ from tamis.screening.data.ligands import (
 )
 from tamis.screening.data.pdb import read_pdb
 from tamis.screening.data.pockets import Box, Pocket, extract_pocket
-from tamis.screening.encoders.ligand import PackedGraphs, collate_graphs, featurize
+from tamis.screening.encoders.ligand import (
+    LigandBatch,
+    PackedGraphs,
+    collate_graphs,
+    featurize,
+)
 from tamis.screening.metrics import rank_order
 from tamis.screening.model import S2Drug, collate_pockets
 
@@ -97,6 +103,8 @@ class Screener:
         batch_size: Molecules per encoding chunk.
         use_3d: Use conformers present in the library files.
         device: Torch device of the model.
+        prefetch: Featurise the next chunk in a worker thread while the
+            network encodes the current one.
     """
 
     def __init__(
@@ -105,9 +113,11 @@ class Screener:
         batch_size: int = 512,
         use_3d: bool = False,
         device: str = "cpu",
+        prefetch: bool = True,
     ) -> None:
         self.model = model.eval()
         self.batch_size, self.use_3d, self.device = batch_size, use_3d, device
+        self.prefetch = prefetch
 
     @torch.inference_mode()
     def encode_pockets(self, pockets: list[Pocket]) -> np.ndarray:
@@ -139,18 +149,50 @@ class Screener:
     def encode_library(
         self, records: Iterable[LigandRecord], total: int | None = None
     ) -> tuple[np.ndarray, list[str], list[str]]:
-        """Embeddings, names and SMILES of a library, chunk by chunk."""
+        """Embeddings, names and SMILES of a library, chunk by chunk.
+
+        With ``prefetch`` on, one worker thread reads (parses) and featurises
+        the next chunk while the network encodes the current one; torch
+        releases the GIL inside its kernels, so the two overlap.
+        """
         embs, names, smiles = [], [], []
         n_chunks = None if total is None else -(-total // self.batch_size)
-        for chunk in progress(
-            chunks(records, self.batch_size), desc="encode", total=n_chunks
+        for chunk, batch in progress(
+            self._featurised_chunks(records), desc="encode", total=n_chunks
         ):
-            embs.append(self.encode_mols([r.mol for r in chunk]))
+            embs.append(self._encode_batch(batch))
             names += [r.name for r in chunk]
             smiles += [r.smiles for r in chunk]
         dim = self.model.shape.embed_dim
         emb = np.concatenate(embs) if embs else np.zeros((0, dim), np.float32)
         return emb, names, smiles
+
+    @torch.inference_mode()
+    def _encode_batch(self, batch: LigandBatch) -> np.ndarray:
+        return self.model.encode_ligands(batch.to(self.device)).cpu().numpy()
+
+    def _featurised_chunks(
+        self, records: Iterable[LigandRecord]
+    ) -> Iterator[tuple[list[LigandRecord], LigandBatch]]:
+        """Chunks of records with their collated graphs, one chunk ahead."""
+        source = chunks(records, self.batch_size)
+
+        def prepare() -> tuple[list[LigandRecord], LigandBatch] | None:
+            chunk = next(source, None)
+            if chunk is None:
+                return None
+            graphs = [featurize(r.mol, self.use_3d) for r in chunk]
+            return chunk, collate_graphs(graphs)
+
+        if not self.prefetch:
+            while (ready := prepare()) is not None:
+                yield ready
+            return
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            future = pool.submit(prepare)
+            while (ready := future.result()) is not None:
+                future = pool.submit(prepare)  # the next chunk, while this one encodes
+                yield ready
 
     def screen_file(
         self, pocket: Pocket, library: str | Path, seed: int = 0
