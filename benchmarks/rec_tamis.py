@@ -1,10 +1,14 @@
-"""SASRec speed and accuracy of tamis on Beauty and ML-100K.
+"""SASRec and GRU4Rec speed, and SASRec accuracy, of tamis on Beauty and ML-100K.
 
 Measures, for SASRec with full-softmax cross-entropy (hidden 64, 2 layers,
-2 heads, inner 256, dropout 0.5, batch 256, max length 50, AdamW lr 1e-3):
+2 heads, inner 256, dropout 0.5, batch 256, max length 50, AdamW lr 1e-3) and
+GRU4Rec (CE, embedding 64, GRU hidden 128, dropout 0.3, same batches):
 
-* seconds per training epoch (plain shuffled batches, and with length
-  bucketing) over ``--timing-epochs`` epochs;
+* seconds per training epoch over ``--timing-epochs`` epochs, for each of
+  ``--variants``: ``grouped`` (shuffled batches, each encoded in exact
+  length groups, the default), ``plain`` (shuffled batches encoded as one
+  block cut to the batch's longest history) and ``bucketed`` (batches
+  re-sorted by length, which changes their composition);
 * seconds per full-ranking validation pass (all items, history not masked);
 * on Beauty, test NDCG@10 / HR@10 without history masking after early stopping
   on validation NDCG@10 (patience ``--patience``, at most ``--max-epochs``
@@ -52,6 +56,8 @@ SASREC = {
     "attn_dropout": 0.5,
     "max_len": 50,
 }
+GRU4REC = {"hidden": 64, "gru_hidden": 128, "layers": 1, "dropout": 0.3, "max_len": 50}
+ARGS = {"sasrec": SASREC, "gru4rec": GRU4REC}
 
 
 def load(name: str, data_dir: Path):  # noqa: ANN201
@@ -64,10 +70,16 @@ def load(name: str, data_dir: Path):  # noqa: ANN201
     return leave_one_out(data)
 
 
-def timing(split, epochs: int, bucket: bool, seed: int) -> dict:  # noqa: ANN001
-    """Seconds per epoch and per validation pass of a fresh SASRec."""
+def timing(  # noqa: ANN001
+    split, epochs: int, variant: str, seed: int, model_name: str = "sasrec"
+) -> dict:
+    """Seconds per epoch and per validation pass of a fresh model."""
     seed_everything(seed)
-    model = build_model("sasrec", split.n_users, split.n_items, SASREC)
+    args = dict(ARGS[model_name])
+    if variant != "grouped":
+        args["length_groups"] = []
+    bucket = variant == "bucketed"
+    model = build_model(model_name, split.n_users, split.n_items, args)
     train = TrainConfig(
         epochs=epochs,
         batch_size=256,
@@ -90,6 +102,9 @@ def timing(split, epochs: int, bucket: bool, seed: int) -> dict:  # noqa: ANN001
         valid_s.append(metrics["seconds"])
         valid_cpu.append(metrics["cpu_seconds"])
     return {
+        "model": model_name,
+        "model_args": {**args, "length_groups": model.config.length_groups},
+        "variant": variant,
         "train_cpu_seconds_per_epoch": epoch_cpu,
         "valid_cpu_seconds_per_pass": valid_cpu,
         "bucket_by_length": bucket,
@@ -185,6 +200,17 @@ def main() -> None:
         help="timing, eval and/or converge; each updates its own keys of --out",
     )
     parser.add_argument("--threads", type=int, default=0, help="0 = torch default")
+    parser.add_argument("--models", nargs="+", default=["sasrec"], choices=sorted(ARGS))
+    parser.add_argument(
+        "--variants",
+        nargs="+",
+        default=["grouped", "plain", "bucketed"],
+        choices=["grouped", "plain", "bucketed"],
+        help="batch layouts timed (bucketed only on Beauty)",
+    )
+    parser.add_argument(
+        "--note", default="", help="load conditions of the timing, for the JSON"
+    )
     parser.add_argument("--seed", type=int, default=2024)
     args = parser.parse_args()
     if args.threads:
@@ -196,8 +222,9 @@ def main() -> None:
         "command": " ".join(["python", *sys.argv]),
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "machine": {
-            "note": "shared 2-core CPU machine; other jobs ran at the same time, so "
-            "wall-clock timings are inflated by contention",
+            "note": args.note
+            or "shared 2-core CPU machine; other jobs may have run at the same "
+            "time (see the load averages)",
             "cpu_count": os.cpu_count(),
             "torch_threads": torch.get_num_threads(),
             "load_average_start": os.getloadavg(),
@@ -211,6 +238,7 @@ def main() -> None:
         part_info["machine"]["load_average_now"] = os.getloadavg()
         out = json.loads(args.out.read_text()) if args.out.is_file() else {}
         out["model"] = {"name": "sasrec", "loss": "ce", **SASREC, "batch_size": 256}
+        out["models"] = {name: {"loss": "ce", **ARGS[name]} for name in args.models}
         out["protocol"] = "leave-one-out, full ranking over all items, no history mask"
         for part, value in results.items():
             out[part] = {**part_info, **value}
@@ -224,11 +252,16 @@ def main() -> None:
             results["timing"][name] = entry
             # Bucketing only pays on short-sequence data (ML-100K prefixes are
             # nearly all at the maximum length), so it is timed on Beauty only.
-            for bucket in (False, True) if name == "beauty" else (False,):
-                key = "bucketed" if bucket else "plain"
-                entry[key] = timing(split, args.timing_epochs, bucket, args.seed)
-                logging.info("%s %s: %s", name, key, entry[key])
-                save()
+            for model_name in args.models:
+                entry[model_name] = {}
+                for variant in args.variants:
+                    if variant == "bucketed" and name != "beauty":
+                        continue
+                    entry[model_name][variant] = timing(
+                        split, args.timing_epochs, variant, args.seed, model_name
+                    )
+                    logging.info("%s %s %s: %s", name, model_name, variant, entry)
+                    save()
     if "eval" in args.parts:
         results["eval_speed"] = {}
         for name in args.datasets:

@@ -28,6 +28,12 @@ class GRU4RecConfig:
     layers: int = param(1, "GRU layers", ge=1)
     dropout: float = param(0.3, "dropout on input embeddings", ge=0, lt=1)
     max_len: int = param(50, "maximum history length L", ge=1)
+    recurrent_init: str = param(
+        "orthogonal",
+        "initialisation of the GRU's recurrent weights: orthogonal, or "
+        "xavier_uniform (RecBole's choice)",
+        choices=["orthogonal", "xavier_uniform"],
+    )
     length_groups: list[int] = param(
         factory=lambda: [8, 16, 32],
         help="padded widths by which a batch is split by history length before "
@@ -77,7 +83,7 @@ class GRU4Rec(SequentialRecommender):
         self.proj = nn.Linear(c.gru_hidden, c.hidden)
         nn.init.xavier_normal_(self.item_emb.weight)
         for name, weight in self.gru.named_parameters():
-            if "weight_hh" in name:
+            if "weight_hh" in name and c.recurrent_init == "orthogonal":
                 nn.init.orthogonal_(weight)
             else:
                 nn.init.xavier_uniform_(weight)
