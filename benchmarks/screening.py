@@ -42,16 +42,14 @@ import logging
 import os
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from rdkit import DataStructs
 
 from tamis.core.config import from_dict
-from tamis.core.io import atomic_write_json, atomic_write_text
+from tamis.core.io import atomic_write, atomic_write_json, atomic_write_text
 from tamis.core.runs import Run
 from tamis.screening.baselines import ecfp4
 from tamis.screening.config import TrainConfig
@@ -208,15 +206,104 @@ def train_variant(
     return run.path, time.perf_counter() - start
 
 
-def graph_cache(work: Path, name: str, library: list[LigandRecord]) -> PackedGraphs:
-    """Featurised 2D graphs of a library, read from or written to the disk cache."""
+def graph_cache_path(work: Path, name: str, library: list[LigandRecord]) -> Path:
+    """Where :func:`graph_cache` keeps a library's graphs."""
     digest = hashlib.sha256("\n".join(r.smiles for r in library).encode()).hexdigest()
-    path = work / "graph-cache" / f"{name}-{digest[:16]}.npz"
-    if path.is_file():
-        return PackedGraphs.load(path)
-    packed = PackedGraphs.from_graphs([featurize(r.mol, False) for r in library])
-    packed.save(path)
-    return packed
+    return work / "graph-cache" / f"{name}-{digest[:16]}.npz"
+
+
+def graph_cache(work: Path, name: str, library: list[LigandRecord]) -> Path:
+    """Featurise a library's 2D graphs into the disk cache once; its path."""
+    path = graph_cache_path(work, name, library)
+    if not path.is_file():
+        PackedGraphs.from_graphs([featurize(r.mol, False) for r in library]).save(path)
+    return path
+
+
+def _target_record(t: DudeTarget) -> dict[str, Any]:
+    return {
+        "name": t.name,
+        "receptor": str(t.receptor) if t.receptor else None,
+        "crystal_ligand": str(t.crystal_ligand) if t.crystal_ligand else None,
+        "actives": [[r.name, r.smiles] for r in t.actives],
+        "decoys": [[r.name, r.smiles] for r in t.decoys],
+        "n_skipped": t.n_skipped,
+    }
+
+
+def _light_target(d: dict[str, Any]) -> DudeTarget:
+    """A target without RDKit molecules (names, SMILES, labels, files)."""
+
+    def recs(rows: list[list[str]]) -> list[LigandRecord]:
+        return [LigandRecord(name, None, smi) for name, smi in rows]
+
+    return DudeTarget(
+        d["name"],
+        Path(d["receptor"]) if d["receptor"] else None,
+        Path(d["crystal_ligand"]) if d["crystal_ligand"] else None,
+        recs(d["actives"]),
+        recs(d["decoys"]),
+        d["n_skipped"],
+    )
+
+
+def _fingerprint_bits(library: list[LigandRecord]) -> np.ndarray:
+    """(N, 2048) boolean ECFP4 bits."""
+    bits = np.zeros((len(library), 2048), dtype=bool)
+    for i, r in enumerate(library):
+        bits[i, list(ecfp4(r.mol).GetOnBits())] = True
+    return bits
+
+
+def prepare_targets(args: argparse.Namespace, fasta: dict[str, str]) -> dict[str, Any]:
+    """Targets without molecules, graph caches, ECFP4 results and fingerprints.
+
+    Parsing ~300k molecules with RDKit is the slowest step on a busy machine,
+    and holding them takes several GB, so everything derived from them is
+    cached once under ``<work>/graph-cache`` (JSON and ``.npz``, no pickle);
+    later runs read only the cache.
+    """
+    scr = args.data_dir / "screening"
+    dude = scr / "dude"
+    cache = args.work / "graph-cache"
+    tag = f"{args.max_decoys}-{args.ligand_only_decoys}"
+    meta_path = cache / f"prepared-{tag}.json"
+    if not meta_path.is_file():
+        meta: dict[str, Any] = {"structure": {}, "ligand_only": {}}
+        for n in STRUCTURE_TARGETS:
+            t = read_dude_target(dude / n, args.max_decoys or None, 0)
+            meta["structure"][n] = {
+                **_target_record(t),
+                "graphs": str(graph_cache(args.work, n, t.library)),
+                "ecfp": screening_metrics(ecfp_scores(t), t.labels, 0),
+            }
+        for n in LIGAND_ONLY:
+            folder = dude / n if (dude / n).is_dir() else scr / "dude-ligand-only" / n
+            if not folder.is_dir() or n not in fasta:
+                continue
+            t = read_dude_target(folder, args.ligand_only_decoys or None, 0)
+            fp_path = cache / f"lo-{n}-ecfp4-{tag}.npz"
+            bits = _fingerprint_bits(t.library)
+            atomic_write(fp_path, lambda p, b=bits: np.savez(open(p, "wb"), bits=b))
+            meta["ligand_only"][n] = {
+                **_target_record(t),
+                "graphs": str(graph_cache(args.work, f"lo-{n}", t.library)),
+                "fingerprints": str(fp_path),
+            }
+        atomic_write_json(meta_path, meta)
+    meta = json.loads(meta_path.read_text())
+    out: dict[str, Any] = {k: {} for k in ("targets", "graphs", "ecfp")}
+    out.update({k: {} for k in ("lo_targets", "lo_graphs", "lo_fps")})
+    for n, d in meta["structure"].items():
+        out["targets"][n] = _light_target(d)
+        out["graphs"][n] = PackedGraphs.load(d["graphs"])
+        out["ecfp"][n] = d["ecfp"]
+    for n, d in meta["ligand_only"].items():
+        out["lo_targets"][n] = _light_target(d)
+        out["lo_graphs"][n] = PackedGraphs.load(d["graphs"])
+        with np.load(d["fingerprints"], allow_pickle=False) as f:
+            out["lo_fps"][n] = f["bits"]
+    return out
 
 
 def mean_std(values: list[dict[str, float]]) -> dict[str, dict[str, float]]:
@@ -232,41 +319,51 @@ def mean_std(values: list[dict[str, float]]) -> dict[str, dict[str, float]]:
 
 
 def aggregate(per_seed: dict[str, dict[str, dict[str, dict[str, float]]]]):
-    """Per method: macro mean per seed, then mean/std over seeds; per target too."""
+    """Per method: macro mean per seed, then mean/std over seeds; per target too.
+
+    A seed that did not finish every target counts in the per-target figures
+    of the targets it did, and not in the macro mean.
+    """
     methods = sorted({m for s in per_seed.values() for m in s})
     out: dict[str, Any] = {}
     for m in methods:
         runs = [s[m] for s in per_seed.values() if s.get(m)]
-        common = set.intersection(*(set(r) for r in runs))
-        runs = [{t: r[t] for t in common} for r in runs]
+        if not runs:
+            continue
+        every = set.union(*(set(r) for r in runs))
+        full = [r for r in runs if set(r) == every]
         out[m] = {
-            "seeds": len(runs),
-            "targets": sorted(common),
-            "mean_over_targets": mean_std([mean_over_targets(r) for r in runs]),
-            "per_target": {t: mean_std([r[t] for r in runs]) for t in sorted(common)},
+            "seeds_complete": len(full),
+            "targets": sorted(every),
+            "mean_over_targets": (
+                mean_std([mean_over_targets(r) for r in full]) if full else {}
+            ),
+            "per_target": {
+                t: {
+                    **mean_std([r[t] for r in runs if t in r]),
+                    "seeds": sum(t in r for r in runs),
+                }
+                for t in sorted(every)
+            },
         }
     return out
 
 
-def ligand_only_ecfp(t: DudeTarget, fps: list[Any], seed: int) -> dict[str, float]:
-    """ECFP4 max-Tanimoto to one active drawn by ``seed`` (removed from the set)."""
-    ref = int(np.random.default_rng(seed).integers(len(t.actives)))
-    others = fps[:ref] + fps[ref + 1 :]
-    scores = np.array(DataStructs.BulkTanimotoSimilarity(fps[ref], others))
-    return screening_metrics(scores, np.delete(t.labels, ref), seed)
+def ligand_only_ecfp(t: DudeTarget, bits: np.ndarray, seed: int) -> dict[str, float]:
+    """ECFP4 Tanimoto to one active drawn by ``seed`` (removed from the set).
 
-
-def strip_molecules(t: DudeTarget) -> DudeTarget:
-    """The target without its RDKit molecules (names, SMILES and labels stay).
-
-    Once graphs and fingerprints are cached, the molecules are not needed and
-    about 300k of them would hold several GB.
+    Args:
+        t: The target (actives first in ``t.library``).
+        bits: (N, 2048) ECFP4 bits of ``t.library``.
+        seed: Picks the reference active; also the tie-breaking seed.
     """
-
-    def light(records: list[LigandRecord]) -> list[LigandRecord]:
-        return [LigandRecord(r.name, None, r.smiles) for r in records]
-
-    return replace(t, actives=light(t.actives), decoys=light(t.decoys))
+    ref = int(np.random.default_rng(seed).integers(len(t.actives)))
+    others = np.delete(bits, ref, axis=0).astype(np.float32)  # (N - 1, 2048)
+    r = bits[ref].astype(np.float32)
+    inter = others @ r
+    union = others.sum(1) + r.sum() - inter
+    scores = np.where(union > 0, inter / np.maximum(union, 1), 0.0)
+    return screening_metrics(scores, np.delete(t.labels, ref), seed)
 
 
 SAMPLING_OFF = {
@@ -372,20 +469,19 @@ def main() -> None:
     dude = scr / "dude"
     work = args.work
     work.mkdir(parents=True, exist_ok=True)
-    max_decoys = args.max_decoys or None
     timings: dict[str, float] = {}
 
     # -- targets, graph caches, ECFP4 baseline -------------------------------
     t0 = time.perf_counter()
-    targets: dict[str, DudeTarget] = {}
-    pockets, graphs, ecfp = {}, {}, {}
-    for n in STRUCTURE_TARGETS:
-        t = read_dude_target(dude / n, max_decoys, 0)
-        pockets[n] = pocket_from_files(t.receptor, t.crystal_ligand)
-        graphs[n] = graph_cache(work, n, t.library)
-        ecfp[n] = screening_metrics(ecfp_scores(t), t.labels, 0)
-        targets[n] = strip_molecules(t)
-    timings["read_and_featurise_structure_targets_s"] = time.perf_counter() - t0
+    fasta = read_fasta(dude / "dude_targets.fasta")
+    prep = prepare_targets(args, fasta)
+    targets, graphs, ecfp = prep["targets"], prep["graphs"], prep["ecfp"]
+    lo_targets, lo_graphs = prep["lo_targets"], prep["lo_graphs"]
+    lo_fps = prep["lo_fps"]
+    pockets = {
+        n: pocket_from_files(t.receptor, t.crystal_ligand) for n, t in targets.items()
+    }
+    timings["read_and_featurise_targets_s"] = time.perf_counter() - t0
     rec.put(
         "targets",
         {
@@ -398,19 +494,6 @@ def main() -> None:
             for n, t in targets.items()
         },
     )
-    fasta = read_fasta(dude / "dude_targets.fasta")
-    t0 = time.perf_counter()
-    lo_targets: dict[str, DudeTarget] = {}
-    lo_graphs: dict[str, PackedGraphs] = {}
-    lo_fps: dict[str, list[Any]] = {}
-    for n in LIGAND_ONLY:
-        folder = dude / n if (dude / n).is_dir() else scr / "dude-ligand-only" / n
-        if folder.is_dir() and n in fasta:
-            t = read_dude_target(folder, args.ligand_only_decoys or None, 0)
-            lo_graphs[n] = graph_cache(work, f"lo-{n}", t.library)
-            lo_fps[n] = [ecfp4(r.mol) for r in t.library]
-            lo_targets[n] = strip_molecules(t)
-    timings["read_and_featurise_ligand_only_targets_s"] = time.perf_counter() - t0
     rec.put(
         "ligand_only_targets",
         {
@@ -514,6 +597,14 @@ def merge_runs(rec: Recorder, paths: list[Path]) -> None:
     """One summary over the seeds of several finished runs of this script."""
     runs = [json.loads(p.read_text()) for p in paths]
     per_seed = {int(k): v for r in runs for k, v in r.get("per_seed", {}).items()}
+    partial = {}
+    for r in runs:  # seeds stopped before the end: their finished folds
+        for key, value in r.items():
+            seed = key.removeprefix("partial_seed")
+            if key.startswith("partial_seed") and int(seed) not in per_seed:
+                partial[int(seed)] = value
+    per_seed.update(partial)
+    rec.data["partial_seeds"] = sorted(partial)
     for key in ("targets", "ligand_only_targets", "folds", "stage1_excluded_proteins"):
         rec.data[key] = runs[0].get(key)
     rec.data["merged_from"] = {
@@ -634,6 +725,7 @@ def run_seed(
         timings[f"seed{seed}_fold{f_idx}_total_s"] = time.perf_counter() - t_fold
         out["dropped_as_homologs"] = dropped
         rec.put("timings", timings)
+        rec.put(f"partial_seed{seed}", out)
         log.info(
             "seed %d fold %d done in %.0f s", seed, f_idx, time.perf_counter() - t_fold
         )
