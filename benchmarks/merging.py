@@ -41,7 +41,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 PY = sys.executable
-SHARED_NOTE = "timings on a shared 2-core CPU machine (other jobs running); they vary"
+SHARED_NOTE = "2-core CPU machine; each timing records the load average around it"
 
 # A Llama-shaped model of about 1.0B parameters (20 blocks, untied head).
 SYNTH = {

@@ -31,7 +31,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 PY = sys.executable
-SHARED_NOTE = "timings on a shared 2-core CPU machine (other jobs running); they vary"
+SHARED_NOTE = "2-core CPU machine; the load average is recorded at the start and end"
 
 
 def write_json(path: Path, payload: dict[str, Any]) -> None:

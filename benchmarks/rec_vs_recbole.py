@@ -784,6 +784,11 @@ def main() -> int:
     )
     parser.add_argument("--out", type=Path, default=HERE / "results" / f"{NAME}.json")
     parser.add_argument(
+        "--machine-note",
+        default="other jobs may have shared the machine",
+        help="load conditions of the timings, recorded in the JSON",
+    )
+    parser.add_argument(
         "--summarise-only",
         action="store_true",
         help="only rebuild the JSON from cached runs",
@@ -843,10 +848,10 @@ def main() -> int:
         ),
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": (
-            f"{platform.machine()}, {os.cpu_count()} CPU cores shared with "
-            "other jobs (timings taken on a shared 2-core machine, no GPU); "
-            f"{args.threads} torch threads per run"
+            f"{platform.machine()}, {os.cpu_count()} CPU cores, no GPU; "
+            f"{args.threads} torch threads per run; {args.machine_note}"
         ),
+        "load_average_end": list(os.getloadavg()),
         "protocol": {
             "split": "leave-one-out per user (last = test, second last = valid)",
             "ranking": "full ranking over all items",

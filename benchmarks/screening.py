@@ -136,6 +136,11 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--out", type=Path, default=here / "results/screening.json")
     p.add_argument("--work", type=Path, default=Path("runs/bench-screening"))
     p.add_argument(
+        "--machine-note",
+        default="2-core CPU; other jobs may have shared it (see loadavg_start)",
+        help="load conditions of the timings, recorded in the JSON",
+    )
+    p.add_argument(
         "--max-decoys", type=int, default=0, help="decoys per target (0: all)"
     )
     p.add_argument("--ligand-only-decoys", type=int, default=0, help="(0: all)")
@@ -178,8 +183,7 @@ class Recorder:
         self.data: dict[str, Any] = {
             "command": " ".join([sys.executable.split("/")[-1], *sys.argv]),
             "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-            "machine": "shared 2-core CPU machine, run under nice -n 19 while other "
-            "jobs ran; timings are wall times on that load",
+            "machine": args.machine_note,
             "loadavg_start": os.getloadavg(),
             "torch_threads": torch.get_num_threads(),
             "settings": {k: str(v) for k, v in vars(args).items()},

@@ -353,6 +353,11 @@ def main() -> int:
         "--cache-dir", type=Path, default=HERE.parent / "bench-work" / "sracl-cache"
     )
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--machine-note",
+        default="2-core CPU; other jobs may have shared it (see loadavg_start/end)",
+        help="load conditions of the timings, recorded in the JSON",
+    )
     parser.add_argument("--out", type=Path, default=HERE / "results" / "sracl.json")
     parser.add_argument(
         "--tables-from",
@@ -384,8 +389,7 @@ def main() -> int:
         "date": started.isoformat(timespec="seconds"),
         "loadavg_start": list(os.getloadavg()),
         "threads": args.threads,
-        "machine": "shared 2-core CPU (several other jobs at once); timings "
-        "are noisy and only comparable within one data set and seed",
+        "machine": args.machine_note,
         "protocol": {
             "split": "leave-one-out; training samples = every prefix of the "
             "training positions; validation = second-to-last item, test = last",

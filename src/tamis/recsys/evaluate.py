@@ -40,9 +40,9 @@ log = logging.getLogger(__name__)
 
 #: Most score-matrix entries handled at once. A scoring batch is cut to
 #: ``SCORE_BUDGET // n_items`` rows, so the (b, n_items) scores, their masked
-#: copy and the comparison buffers of :func:`target_ranks` stay near 32 MiB
+#: copy and the comparison buffers of :func:`target_ranks` stay near 16 MiB
 #: each whatever ``batch_size`` is (results do not depend on the cut).
-SCORE_BUDGET = 2**23
+SCORE_BUDGET = 2**22
 
 
 @dataclass

@@ -105,8 +105,8 @@ class MergePlan:
     extra: dict[str, Any] = field(default_factory=dict)
     threads: int | None = None
     kernel_block: int = 1 << 16
-    prefetch_bytes: int = 256 * 1024**2
-    write_queue_bytes: int = 128 * 1024**2
+    prefetch_bytes: int = 128 * 1024**2
+    write_queue_bytes: int = 64 * 1024**2
     mmap: bool = True
 
 
