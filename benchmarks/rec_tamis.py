@@ -257,10 +257,11 @@ def main() -> None:
                 for variant in args.variants:
                     if variant == "bucketed" and name != "beauty":
                         continue
-                    entry[model_name][variant] = timing(
+                    result = timing(
                         split, args.timing_epochs, variant, args.seed, model_name
                     )
-                    logging.info("%s %s %s: %s", name, model_name, variant, entry)
+                    entry[model_name][variant] = result
+                    logging.info("%s %s %s: %s", name, model_name, variant, result)
                     save()
     if "eval" in args.parts:
         results["eval_speed"] = {}

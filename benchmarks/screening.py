@@ -210,15 +210,10 @@ def train_variant(
     return run.path, time.perf_counter() - start
 
 
-def graph_cache_path(work: Path, name: str, library: list[LigandRecord]) -> Path:
-    """Where :func:`graph_cache` keeps a library's graphs."""
-    digest = hashlib.sha256("\n".join(r.smiles for r in library).encode()).hexdigest()
-    return work / "graph-cache" / f"{name}-{digest[:16]}.npz"
-
-
 def graph_cache(work: Path, name: str, library: list[LigandRecord]) -> Path:
     """Featurise a library's 2D graphs into the disk cache once; its path."""
-    path = graph_cache_path(work, name, library)
+    digest = hashlib.sha256("\n".join(r.smiles for r in library).encode()).hexdigest()
+    path = work / "graph-cache" / f"{name}-{digest[:16]}.npz"
     if not path.is_file():
         PackedGraphs.from_graphs([featurize(r.mol, False) for r in library]).save(path)
     return path
@@ -288,7 +283,12 @@ def prepare_targets(args: argparse.Namespace, fasta: dict[str, str]) -> dict[str
             t = read_dude_target(folder, args.ligand_only_decoys or None, 0)
             fp_path = cache / f"lo-{n}-ecfp4-{tag}.npz"
             bits = _fingerprint_bits(t.library)
-            atomic_write(fp_path, lambda p, b=bits: np.savez(open(p, "wb"), bits=b))
+
+            def write(tmp: Path, bits: np.ndarray = bits) -> None:
+                with open(tmp, "wb") as fh:
+                    np.savez(fh, bits=bits)
+
+            atomic_write(fp_path, write)
             meta["ligand_only"][n] = {
                 **_target_record(t),
                 "graphs": str(graph_cache(args.work, f"lo-{n}", t.library)),

@@ -79,6 +79,20 @@ def test_sasrec_output_does_not_depend_on_padded_rows_or_future() -> None:
     assert torch.isfinite(empty).all()
 
 
+def test_gru4rec_recurrent_init_switch() -> None:
+    # Orthogonal init gives the (3H, H) recurrent matrix orthonormal columns;
+    # xavier_uniform (RecBole's choice) does not.
+    def gram(init: str) -> torch.Tensor:
+        torch.manual_seed(0)
+        args = {"hidden": 16, "gru_hidden": 12, "recurrent_init": init}
+        w = build_model("gru4rec", 3, 20, args).gru.weight_hh_l0.detach()
+        return w.T @ w
+
+    eye = torch.eye(12)
+    assert torch.allclose(gram("orthogonal"), eye, atol=1e-5)
+    assert not torch.allclose(gram("xavier_uniform"), eye, atol=1e-2)
+
+
 def test_right_align() -> None:
     right, lengths = right_align(
         torch.tensor([[0, 0, 1, 2], [3, 4, 5, 6], [0, 0, 0, 0]])
