@@ -7,6 +7,7 @@ bit, on data with ties, exact zeros, signed zeros and negative weights.
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import pytest
@@ -15,8 +16,8 @@ from safetensors.torch import load_file
 
 from tamis.llm.merging import MERGE_METHODS, MergeParams, MergePlan, run_merge
 from tamis.llm.merging.base import Workspace
-from tamis.llm.merging.engine import merge_state_dicts
-from tamis.llm.merging.io import weight_files
+from tamis.llm.merging.engine import _Budget, merge_state_dicts
+from tamis.llm.merging.io import ShardedWriter, TensorSpec, weight_files
 from tamis.llm.merging.selection import (
     Bracket,
     bracket_from_sample,
@@ -209,8 +210,9 @@ def test_threaded_block_engine_equals_in_memory(
         output=tmp_path / "merged",
         threads=2,
         kernel_block=300,  # many blocks per tensor, ragged last block
-        prefetch_bytes=1,  # reader holds one tensor at a time
+        prefetch_bytes=1,  # reader holds two tensors at a time
         write_queue_bytes=1,
+        flush_bytes=1,  # background flush after every write
     )
     summary = run_merge(plan)
     assert summary["threads"] == 2
@@ -264,3 +266,34 @@ def test_engine_falls_back_to_exact_selection_on_a_miss(
     )
     for name, tensor in reference.items():
         assert torch.equal(streamed[name], tensor), name
+
+
+def test_budget_admits_two_items_whatever_their_size() -> None:
+    budget = _Budget(limit=10, min_items=2)
+    assert budget.acquire(100) and budget.acquire(100)  # double buffering
+    third = threading.Thread(target=budget.acquire, args=(100,), daemon=True)
+    third.start()
+    third.join(0.2)
+    assert third.is_alive()  # a third big item waits for a release
+    budget.release(100)
+    third.join(2.0)
+    assert not third.is_alive() and budget.items == 2
+
+
+def test_writer_with_background_flush_writes_the_same_bytes(tmp_path: Path) -> None:
+    specs = [TensorSpec(f"t{i}", (7, 5), torch.float16) for i in range(4)]
+    data = {s.name: torch.randn(s.shape).to(torch.float16) for s in specs}
+    for flush in (0, 1, 100):
+        writer = ShardedWriter(tmp_path / str(flush), specs, 150, flush_bytes=flush)
+        for s in specs:  # rows in two blocks, out of order
+            writer.write(s.name, data[s.name][4:], 4)
+            writer.write(s.name, data[s.name][:4], 0)
+        writer.close()
+    files = [sorted(p.name for p in (tmp_path / str(f)).iterdir()) for f in (0, 1, 100)]
+    assert files[0] == files[1] == files[2] and len(files[0]) > 2  # sharded
+    for name in files[0]:
+        ref = (tmp_path / "0" / name).read_bytes()
+        assert (tmp_path / "1" / name).read_bytes() == ref
+        assert (tmp_path / "100" / name).read_bytes() == ref
+    loaded = _state(tmp_path / "1")
+    assert all(torch.equal(loaded[k], v) for k, v in data.items())

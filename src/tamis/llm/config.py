@@ -181,6 +181,12 @@ class MergeConfig:
     )
     block_numel: int = param(1 << 22, "elements per row block of a big tensor", ge=1)
     max_shard_mb: int = param(2048, "largest output shard, MiB", ge=1)
+    flush_mb: int = param(
+        128,
+        "flush the output to disk in the background after this many MiB "
+        "(0: only at the end)",
+        ge=0,
+    )
     copy_tokenizer: bool = param(True, "copy config and tokenizer files")
     overwrite: bool = param(False, "replace an existing output directory")
 

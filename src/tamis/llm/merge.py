@@ -62,6 +62,7 @@ def plan_from_config(config: MergeConfig) -> MergePlan:
         chunk_numel=config.chunk_numel,
         block_numel=config.block_numel,
         max_shard_bytes=config.max_shard_mb * 1024**2,
+        flush_bytes=config.flush_mb * 1024**2,
         copy_tokenizer=config.copy_tokenizer,
         overwrite=config.overwrite,
     )

@@ -88,6 +88,9 @@ class MergePlan:
         write_queue_bytes: Output bytes waiting for the writer thread.
         mmap: Map whole tensors (pages faulted in by the reader thread, no
             copy) instead of reading them into buffers.
+        flush_bytes: Output bytes after which a background thread flushes a
+            shard to disk, so that writing overlaps the merge (0 = flush only
+            at the end).
     """
 
     method: str
@@ -108,6 +111,7 @@ class MergePlan:
     prefetch_bytes: int = 128 * 1024**2
     write_queue_bytes: int = 64 * 1024**2
     mmap: bool = True
+    flush_bytes: int = 128 * 1024**2
 
 
 def _params_for(
@@ -204,24 +208,38 @@ def _check_inputs(
 
 
 class _Budget:
-    """Bytes in flight between threads; one item is always let through."""
+    """Bytes in flight between threads.
 
-    def __init__(self, limit: int) -> None:
+    Up to ``min_items`` items are always let through whatever their size:
+    with 2, the reader can fetch the next tensor while the current one is
+    merged even when a single tensor is larger than the limit (double
+    buffering), so peak memory is at most two of the largest tensors.
+    """
+
+    def __init__(self, limit: int, min_items: int = 1) -> None:
         self.limit = limit
+        self.min_items = min_items
         self.used = 0
+        self.items = 0
         self._cond = threading.Condition()
         self.closed = False
 
     def acquire(self, n: int) -> bool:
         with self._cond:
-            while not self.closed and self.used and self.used + n > self.limit:
+            while (
+                not self.closed
+                and self.items >= self.min_items
+                and self.used + n > self.limit
+            ):
                 self._cond.wait()
             self.used += n
+            self.items += 1
             return not self.closed
 
     def release(self, n: int) -> None:
         with self._cond:
             self.used -= n
+            self.items -= 1
             self._cond.notify_all()
 
     def close(self) -> None:
@@ -507,6 +525,10 @@ class _Streamer:
             ms = [torch.cat([r[1][i] for r in rows]) for i in range(len(self.models))]
             return b, ms
 
+        # Let the kernel read the whole tensor ahead (page cache, not this
+        # process's memory) while the first row groups are processed.
+        for src in self.sources():
+            src.advise(name)
         stats: dict[str, Any] = {}
         if self.method.statistic is not None and self.method.uses_base:
             stats = self.statistic(spec, params, sample, groups)
@@ -523,7 +545,7 @@ def _stream_all(
 ) -> None:
     """Reader thread -> merge (this thread + workers) -> writer thread."""
     plan = streamer.plan
-    budget = _Budget(plan.prefetch_bytes)
+    budget = _Budget(plan.prefetch_bytes, min_items=2)
     write_budget = _Budget(plan.write_queue_bytes)
     inbox: queue.Queue = queue.Queue()
     outbox: queue.Queue = queue.Queue()
@@ -644,7 +666,7 @@ def run_merge(plan: MergePlan) -> dict[str, Any]:
     torch_threads = torch.get_num_threads()
     torch.set_num_threads(1)  # parallelism comes from the worker threads
     try:
-        writer = ShardedWriter(tmp, out_specs, plan.max_shard_bytes)
+        writer = ShardedWriter(tmp, out_specs, plan.max_shard_bytes, plan.flush_bytes)
         pool = _Pool(threads)
         try:
             streamer = _Streamer(plan, method, base, models, writer, pool)

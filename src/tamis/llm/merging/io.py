@@ -15,7 +15,9 @@ import json
 import math
 import mmap
 import os
+import queue
 import shutil
+import threading
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -291,10 +293,18 @@ class ShardedWriter:
         specs: Output tensors in write order.
         max_shard_bytes: Largest shard size; a tensor larger than this gets a
             shard of its own.
+        flush_bytes: When positive, a background thread flushes a shard to
+            disk (``fdatasync``) each time this many bytes have been written
+            to it, so that the disk writes overlap the merge instead of all
+            waiting for the final ``fsync`` in :meth:`close`. 0 = only there.
     """
 
     def __init__(
-        self, out_dir: str | Path, specs: Sequence[TensorSpec], max_shard_bytes: int
+        self,
+        out_dir: str | Path,
+        specs: Sequence[TensorSpec],
+        max_shard_bytes: int,
+        flush_bytes: int = 0,
     ) -> None:
         self.out_dir = Path(out_dir)
         self.out_dir.mkdir(parents=True, exist_ok=True)
@@ -344,6 +354,26 @@ class ShardedWriter:
             for path, shard in zip(self.files, shards, strict=True)
             for spec in shard
         }
+        self.flush_bytes = flush_bytes
+        self._dirty = dict.fromkeys(self._fds, 0)
+        self._lock = threading.Lock()
+        self._flushes: queue.Queue = queue.Queue()
+        self._flush_error: list[BaseException] = []
+        self._flusher: threading.Thread | None = None
+        if flush_bytes > 0:
+            self._flusher = threading.Thread(
+                target=self._flush_loop, name="merge-flusher", daemon=True
+            )
+            self._flusher.start()
+
+    def _flush_loop(self) -> None:
+        # fdatasync releases the interpreter lock; errors surface in close().
+        while (fd := self._flushes.get()) is not None:
+            try:
+                if not self._flush_error:
+                    os.fdatasync(fd)
+            except OSError as err:
+                self._flush_error.append(err)
 
     def write(self, name: str, block: torch.Tensor, first_row: int = 0) -> None:
         """Write ``block`` (rows ``first_row ..`` of tensor ``name``) in place."""
@@ -355,13 +385,30 @@ class ShardedWriter:
         row_bytes = spec.nbytes // spec.shape[0] if spec.shape else spec.nbytes
         data = block.contiguous().reshape(-1).view(torch.uint8).numpy()
         os.pwrite(fd, memoryview(data), start + first_row * row_bytes)
+        if self._flusher is not None:
+            with self._lock:
+                self._dirty[fd] += data.nbytes
+                due = self._dirty[fd] >= self.flush_bytes
+                if due:
+                    self._dirty[fd] = 0
+            if due:
+                self._flushes.put(fd)
 
     def close(self) -> None:
         """Flush the shards to disk and write the index for sharded output."""
-        for fd in self._fds:
-            os.fsync(fd)
-            os.close(fd)
-        self._fds = []
+        if self._flusher is not None:
+            self._flushes.put(None)
+            self._flusher.join()
+            self._flusher = None
+        try:
+            if self._flush_error:
+                raise self._flush_error[0]
+            for fd in self._fds:
+                os.fsync(fd)
+        finally:
+            for fd in self._fds:
+                os.close(fd)
+            self._fds = []
         if len(self.files) > 1:
             total = sum(s.nbytes for _, _, s in self._where.values())
             atomic_write_json(
