@@ -5,7 +5,8 @@ Parts (``--parts``, comma-separated; each writes its own JSON file):
 
 - ``speed``: three synthetic ~1B-parameter fp16 Llama-shaped experts plus a base
   are generated under ``--work``; streaming merges (``--speed-methods``, TIES
-  at density 0.5) with tamis are timed in fresh processes with ``--threads``
+  at density 0.5; ``ties+compile`` uses the compiled TIES kernels) with tamis
+  are timed in fresh processes with ``--threads``
   worker threads, with peak RSS and CPU seconds, each between two
   measurements of the I/O bound (read every input of that method once, write
   one output once and fsync) in the same cache state (cold: the inputs are
@@ -343,11 +344,16 @@ def part_speed(args: argparse.Namespace) -> None:
     }
     out_json = HERE / "results/merging_speed.json"
     out = work / "merged"
-    for method in args.speed_methods.split(","):
+    for entry in args.speed_methods.split(","):
+        # "ties+compile": the same merge with the compiled kernels.
+        method, _, option = entry.partition("+")
+        extra = {"compile": True} if option == "compile" else None
         # Linear merges full weights: it never reads the base.
         dirs = experts if method == "linear" else [base, *experts]
         inputs = [f for d in dirs for f in model_files(d)]
-        cfg = merge_yaml(work / f"{method}.yaml", method, base, experts, out)
+        cfg = merge_yaml(
+            work / f"{entry}.yaml", method, base, experts, out, extra=extra
+        )
         for cache in args.speed_caches.split(","):
             load_before = os.getloadavg()
             before = io_bound(inputs, out_bytes, cache, work / "io-probe.bin")
@@ -367,6 +373,7 @@ def part_speed(args: argparse.Namespace) -> None:
                 "tool": "tamis",
                 "threads": args.threads,
                 "method": method,
+                "compiled_kernels": option == "compile",
                 "density": 0.5 if method == "ties" else None,
                 "cache": cache,
                 "input_bytes": sum(f.stat().st_size for f in inputs),

@@ -7,6 +7,7 @@ bit, on data with ties, exact zeros, signed zeros and negative weights.
 
 from __future__ import annotations
 
+import shutil
 import threading
 from pathlib import Path
 
@@ -297,3 +298,43 @@ def test_writer_with_background_flush_writes_the_same_bytes(tmp_path: Path) -> N
         assert (tmp_path / "100" / name).read_bytes() == ref
     loaded = _state(tmp_path / "1")
     assert all(torch.equal(loaded[k], v) for k, v in data.items())
+
+
+@pytest.mark.skipif(shutil.which("g++") is None, reason="needs a C++ compiler")
+def test_compiled_ties_kernels_equal_in_memory_bit_for_bit(
+    tiny_models: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tamis.llm.merging.compiled import CompiledTies
+
+    calls = {"kernel": 0, "count_band": 0}
+    for fn in calls:
+        original = getattr(CompiledTies, fn)
+
+        def counted(*args: object, _fn: str = fn, _orig: object = original) -> object:
+            calls[_fn] += 1
+            return _orig(*args)  # type: ignore[operator]
+
+        monkeypatch.setattr(CompiledTies, fn, counted)
+    base, experts = tiny_models["base"], tiny_models["experts"]
+    params = MergeParams(
+        scaling=0.7, weights=[1.0, 0.6, 1.3], densities=[0.2, 0.5, 0.9]
+    )
+    plan = MergePlan(
+        method="ties",
+        base=base,
+        models=list(experts),
+        params=params,
+        output=tmp_path / "merged",
+        threads=2,
+        compile=True,
+        compile_wait=True,
+    )
+    summary = run_merge(plan)
+    assert summary["compiled_kernels"]
+    assert calls["kernel"] > 0 and calls["count_band"] > 0  # compiled code ran
+    streamed = _state(tmp_path / "merged")
+    reference = merge_state_dicts(
+        "ties", _state(base), [_state(e) for e in experts], params
+    )
+    for name, tensor in reference.items():
+        assert torch.equal(streamed[name].view(torch.uint8), tensor.view(torch.uint8))

@@ -181,6 +181,11 @@ class MergeConfig:
     )
     block_numel: int = param(1 << 22, "elements per row block of a big tensor", ge=1)
     max_shard_mb: int = param(2048, "largest output shard, MiB", ge=1)
+    compile: bool = param(
+        False,
+        "compile the TIES kernels with torch.compile (same result; faster on "
+        "large merges, needs a C++ compiler, a few seconds to compile)",
+    )
     flush_mb: int = param(
         128,
         "flush the output to disk in the background after this many MiB "

@@ -63,6 +63,7 @@ def plan_from_config(config: MergeConfig) -> MergePlan:
         block_numel=config.block_numel,
         max_shard_bytes=config.max_shard_mb * 1024**2,
         flush_bytes=config.flush_mb * 1024**2,
+        compile=config.compile,
         copy_tokenizer=config.copy_tokenizer,
         overwrite=config.overwrite,
     )

@@ -44,6 +44,7 @@ from tamis.core.io import fsync_dir
 from tamis.core.progress import progress
 from tamis.llm.merging.base import MERGE_METHODS, MergeMethod, MergeParams, Workspace
 from tamis.llm.merging.coefficients import LayerCoefficients
+from tamis.llm.merging.compiled import CompiledTies
 from tamis.llm.merging.io import (
     SafetensorsSource,
     ShardedWriter,
@@ -91,6 +92,12 @@ class MergePlan:
         flush_bytes: Output bytes after which a background thread flushes a
             shard to disk, so that writing overlaps the merge (0 = flush only
             at the end).
+        compile: Use the compiled TIES kernels
+            (:mod:`~tamis.llm.merging.compiled`; same results, faster on large
+            merges, a few seconds of compilation, overlapped with the merge:
+            blocks merged before the kernels are ready use the eager ones).
+        compile_wait: Wait for the compiled kernels before merging, so that
+            every eligible block uses them.
     """
 
     method: str
@@ -112,6 +119,8 @@ class MergePlan:
     write_queue_bytes: int = 64 * 1024**2
     mmap: bool = True
     flush_bytes: int = 128 * 1024**2
+    compile: bool = False
+    compile_wait: bool = False
 
 
 def _params_for(
@@ -335,6 +344,7 @@ class _Streamer:
         self.writer = writer
         self.pool = pool
         self.fallbacks = 0  # thresholds that needed the exact radix fallback
+        self.compiled: CompiledTies | None = None
         self.buffers = _Recycler(plan.prefetch_bytes)
         self.out_buffers = _Recycler(plan.write_queue_bytes)
 
@@ -367,6 +377,18 @@ class _Streamer:
 
     # Merging.
 
+    def block_size(self, base: torch.Tensor, models: Sequence[torch.Tensor]) -> int:
+        """Elements per work block.
+
+        The eager kernels work on cache-sized blocks; the compiled ones on
+        about ``compiled.block`` elements, at least one block per thread.
+        """
+        if self.compiled is not None and self.compiled.fits(base, models):
+            n = base.numel()
+            pieces = max(-(-n // self.compiled.block), self.pool.threads)
+            return max(1, -(-n // pieces))
+        return self.plan.kernel_block
+
     def thresholds(
         self,
         name: str,
@@ -387,12 +409,19 @@ class _Streamer:
             i: bracket_from_sample(sms[i].to(torch.float32).sub_(sb32).abs_(), n, ks[i])
             for i in todo
         }
-        size = self.plan.kernel_block
 
         def count(args: tuple[torch.Tensor, list[torch.Tensor], int, int]) -> dict:
             base, models, s, e = args
             ws = self.pool.ws()
             m = e - s
+            compiled = self.compiled
+            if compiled is not None and compiled.fits(
+                base[s:e], [models[i][s:e] for i in brackets]
+            ):
+                return {
+                    i: compiled.count_band(base[s:e], models[i][s:e], br)
+                    for i, br in brackets.items()
+                }
             b = ws.get("b", m).copy_(base[s:e])
             x = ws.get("x0", m)
             a = ws.get("u", m)
@@ -404,6 +433,7 @@ class _Streamer:
 
         parts: dict[int, list] = {i: [] for i in todo}
         for base, models in groups():
+            size = self.block_size(base, models)
             jobs = [(base, models, s, e) for s, e in _flat_blocks(base.numel(), size)]
             for res in self.pool.map(count, jobs):
                 for i, p in res.items():
@@ -462,7 +492,12 @@ class _Streamer:
             s, e = span
             b = base[s:e] if base is not None else None
             ms = [m[s:e] for m in models]
-            if kernel is not None:
+            compiled = self.compiled
+            if compiled is not None and b is not None and compiled.fits(b, ms):
+                res = compiled.kernel(
+                    b, ms, params.weights, stats["thresholds"], params.scaling
+                )
+            elif kernel is not None:
                 res = kernel(b, ms, params, stats, self.pool.ws())
             elif b is None:
                 fp = [m.to(torch.float32, copy=True) for m in ms]
@@ -475,7 +510,10 @@ class _Streamer:
                 res = method.combine(b32, deltas, params, stats, name, offset + s)
             out[s:e].copy_(res)
 
-        self.pool.map(work, _flat_blocks(out.numel(), self.plan.kernel_block))
+        size = self.plan.kernel_block
+        if base is not None:
+            size = self.block_size(base, models)
+        self.pool.map(work, _flat_blocks(out.numel(), size))
 
     def merge_whole(
         self,
@@ -627,6 +665,36 @@ def _stream_all(
         raise errors[0]
 
 
+def _compile_ties(
+    plan: MergePlan,
+    base: SafetensorsSource | None,
+    models: Sequence[SafetensorsSource],
+    specs: Sequence[TensorSpec],
+) -> CompiledTies | None:
+    """Compiled TIES kernels for the inputs' dtypes, or None (eager kernels)."""
+    if plan.method != "ties" or base is None:
+        log.info(
+            "compile: only the TIES kernels are compiled; %s runs eagerly", plan.method
+        )
+        return None
+    first = next((s for s in specs if s.dtype.is_floating_point), None)
+    if first is None:
+        return None
+    t = time.perf_counter()
+    try:
+        compiled = CompiledTies(
+            len(models),
+            base.specs[first.name].dtype,
+            models[0].specs[first.name].dtype,
+        )
+    except Exception as err:  # no C++ compiler, unsupported platform, ...
+        log.warning("compile: failed (%s); using the eager kernels", err)
+        return None
+    compiled.seconds = time.perf_counter() - t
+    log.info("compile: TIES kernels ready in %.1f s", compiled.seconds)
+    return compiled
+
+
 def run_merge(plan: MergePlan) -> dict[str, Any]:
     """Run a streaming merge into ``plan.output`` (assembled, then renamed).
 
@@ -670,7 +738,22 @@ def run_merge(plan: MergePlan) -> dict[str, Any]:
         pool = _Pool(threads)
         try:
             streamer = _Streamer(plan, method, base, models, writer, pool)
-            _stream_all(streamer, specs, out_specs)
+            compiler = None
+            if plan.compile:
+                # Compile in the background; blocks merged before the kernels
+                # are ready use the eager ones (the results are the same).
+                def build() -> None:
+                    streamer.compiled = _compile_ties(plan, base, models, specs)
+
+                compiler = threading.Thread(target=build, name="merge-compile")
+                compiler.start()
+                if plan.compile_wait:
+                    compiler.join()
+            try:
+                _stream_all(streamer, specs, out_specs)
+            finally:
+                if compiler is not None:
+                    compiler.join()
         finally:
             pool.close()
             writer.close()
@@ -696,6 +779,8 @@ def run_merge(plan: MergePlan) -> dict[str, Any]:
         "seconds": seconds,
         "threads": threads,
         "threshold_fallbacks": streamer.fallbacks,
+        "compiled_kernels": streamer.compiled is not None,
+        "compile_seconds": streamer.compiled.seconds if streamer.compiled else 0.0,
         "files": [f.name for f in writer.files],
         "copied": copied,
         "output": str(out),
