@@ -114,8 +114,9 @@ class CompiledTies:
             self._band: Callable[..., Any] = torch.compile(_band, dynamic=True)
             base = torch.zeros(4096, dtype=base_dtype)
             models = [torch.zeros(4096, dtype=model_dtype) for _ in range(n_models)]
-            one = torch.ones(n_models)
-            self._ties(base, models, one, one, torch.tensor(1.0))
+            # Distinct tensors: dynamo specialises on aliasing between inputs.
+            weights, thresholds = torch.ones(n_models), torch.ones(n_models)
+            self._ties(base, models, weights, thresholds, torch.tensor(1.0))
             self._band(base, models[0], torch.tensor(0.0), torch.tensor(1.0))
 
     def fits(self, base: torch.Tensor, models: Sequence[torch.Tensor]) -> bool:
