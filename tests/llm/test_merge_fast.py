@@ -239,6 +239,21 @@ def test_engine_restores_torch_threads(tiny_models: dict, tmp_path: Path) -> Non
     assert torch.get_num_threads() == before
 
 
+def _ties_plan(
+    tiny_models: dict, tmp_path: Path, params: MergeParams, **options: object
+) -> MergePlan:
+    """A two-thread TIES merge of the tiny models into ``tmp_path / merged``."""
+    return MergePlan(
+        method="ties",
+        base=tiny_models["base"],
+        models=list(tiny_models["experts"]),
+        params=params,
+        output=tmp_path / "merged",
+        threads=2,
+        **options,  # type: ignore[arg-type]
+    )
+
+
 def test_engine_falls_back_to_exact_selection_on_a_miss(
     tiny_models: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -250,16 +265,7 @@ def test_engine_falls_back_to_exact_selection_on_a_miss(
     monkeypatch.setattr(engine, "bracket_from_sample", missing)
     base, experts = tiny_models["base"], tiny_models["experts"]
     params = MergeParams(scaling=1.0, weights=[1.0] * 3, densities=[0.3, 0.5, 0.7])
-    plan = MergePlan(
-        method="ties",
-        base=base,
-        models=list(experts),
-        params=params,
-        output=tmp_path / "merged",
-        threads=2,
-        kernel_block=256,
-    )
-    summary = run_merge(plan)
+    summary = run_merge(_ties_plan(tiny_models, tmp_path, params, kernel_block=256))
     assert summary["threshold_fallbacks"] > 0
     streamed = _state(tmp_path / "merged")
     reference = merge_state_dicts(
@@ -319,16 +325,7 @@ def test_compiled_ties_kernels_equal_in_memory_bit_for_bit(
     params = MergeParams(
         scaling=0.7, weights=[1.0, 0.6, 1.3], densities=[0.2, 0.5, 0.9]
     )
-    plan = MergePlan(
-        method="ties",
-        base=base,
-        models=list(experts),
-        params=params,
-        output=tmp_path / "merged",
-        threads=2,
-        compile=True,
-        compile_wait=True,
-    )
+    plan = _ties_plan(tiny_models, tmp_path, params, compile=True, compile_wait=True)
     summary = run_merge(plan)
     assert summary["compiled_kernels"]
     assert calls["kernel"] > 0 and calls["count_band"] > 0  # compiled code ran
