@@ -27,6 +27,7 @@ import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 
 from tamis.llm.merging.selection import BandCount, Bracket
@@ -154,4 +155,6 @@ class CompiledTies:
             return BandCount(n_lo, n_hi, None)
         if n_lo == n_hi:
             return BandCount(n_lo, n_hi, band.new_empty(0))
-        return BandCount(n_lo, n_hi, band[band >= 0])
+        # numpy's compress is several times faster than torch's masked select.
+        values = band.numpy()
+        return BandCount(n_lo, n_hi, torch.from_numpy(np.compress(values >= 0, values)))
