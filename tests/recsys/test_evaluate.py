@@ -16,6 +16,31 @@ def test_target_ranks_break_ties_by_item_id() -> None:
     assert target_ranks(scores, torch.tensor([0, 3])).tolist() == [2, 4]
 
 
+def _ranks_by_definition(scores: torch.Tensor, target: torch.Tensor) -> list[int]:
+    """1 + #items scored higher + #items tied with a smaller id, NaN never counted."""
+    out = []
+    for row, tgt in zip(scores.tolist(), target.tolist(), strict=True):
+        t = row[tgt]
+        out.append(1 + sum(s > t or (s == t and j < tgt) for j, s in enumerate(row)))
+    return out
+
+
+def test_target_ranks_match_the_definition_with_ties_and_non_finite_scores() -> None:
+    gen = torch.Generator().manual_seed(0)
+    scores = torch.randint(0, 4, (64, 9), generator=gen).float()  # many ties
+    scores[3, 2] = float("-inf")
+    scores[5, :] = float("-inf")
+    scores[7, 4] = float("inf")
+    scores[9, 1] = float("nan")
+    scores[11, :] = float("nan")
+    target = torch.randint(0, 9, (64,), generator=gen)
+    target[3], target[9] = 2, 1  # a -inf target and a NaN target
+    expected = _ranks_by_definition(scores, target)
+    assert target_ranks(scores, target).tolist() == expected
+    work = torch.full((80, 9), 7.0)  # larger than needed, stale contents
+    assert target_ranks(scores, target, work).tolist() == expected
+
+
 def test_ranking_metrics_by_hand() -> None:
     out = ranking_metrics(np.array([1, 2, 11]), ks=[10])
     assert out["hr@10"] == (1 + 1 + 0) / 3
@@ -74,3 +99,33 @@ def test_results_do_not_depend_on_batch_size(planted_split: SequentialSplit) -> 
             assert np.array_equal(res.ranks, ref.ranks)
             assert np.array_equal(res.topk, ref.topk)
             assert metrics["ndcg@10"] == group[0][0]["ndcg@10"]
+
+
+class _ScoreTable(torch.nn.Module):
+    """Wraps an inner-product model's full score table behind ``score``."""
+
+    trainable, sequential = False, False
+
+    def __init__(self, model: torch.nn.Module, n_users: int) -> None:
+        super().__init__()
+        self.n_items = model.n_items
+        with torch.no_grad():
+            self.table = model.score({"user": torch.arange(n_users)}).clone()
+
+    def score(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.table[batch["user"]]
+
+
+def test_inner_product_fast_path_ranks_like_the_model_scores(
+    planted_split: SequentialSplit,
+) -> None:
+    torch.manual_seed(0)
+    n_users = planted_split.n_users
+    model = build_model("bpr", n_users, planted_split.n_items, {"hidden": 8})
+    for masked in (False, True):
+        fast = rank_targets(model, planted_split.valid, mask_history=masked)
+        plain = rank_targets(
+            _ScoreTable(model, n_users), planted_split.valid, mask_history=masked
+        )
+        assert np.array_equal(fast.ranks, plain.ranks)
+        assert np.array_equal(fast.topk, plain.topk)
