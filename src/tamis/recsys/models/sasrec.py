@@ -6,8 +6,8 @@ arXiv:1808.09781. The encoder follows the layout of RecBole's implementation
 with std 0.02) so that numbers are comparable; inputs are left-padded, so the
 position embedding of the most recent item is always the last one.
 
-Speed on CPU: the last block computes attention and feed-forward only for the
-final position (the only output used), and dropout masks come from
+Speed on CPU: the last block computes the query, attention and feed-forward
+only for the final position (the only output used), and dropout masks come from
 :func:`~tamis.recsys.models.layers.fast_dropout`.
 """
 
@@ -97,9 +97,15 @@ class _Block(nn.Module):
         """(B, L, D) -> (B, L, D), or (B, 1, D) when ``last_only``."""
         b, length, d = x.shape
         h, dh = self.heads, d // self.heads
-        q, k, v = self.qkv(x).split(d, dim=-1)  # 3 x (B, L, D)
         if last_only:
-            q, x = q[:, -1:], x[:, -1:]
+            # Keys and values at every position, the query only at the last:
+            # a third less projection work in the final block.
+            w, bias = self.qkv.weight, self.qkv.bias
+            k, v = F.linear(x, w[d:], bias[d:]).split(d, dim=-1)  # 2 x (B, L, D)
+            x = x[:, -1:]
+            q = F.linear(x, w[:d], bias[:d])  # (B, 1, D)
+        else:
+            q, k, v = self.qkv(x).split(d, dim=-1)  # 3 x (B, L, D)
         q = q.reshape(b, -1, h, dh).transpose(1, 2)  # (B, h, Lq, dh)
         k = k.reshape(b, length, h, dh).transpose(1, 2)  # (B, h, L, dh)
         v = v.reshape(b, length, h, dh).transpose(1, 2)
