@@ -34,41 +34,14 @@ import torch
 from tamis.core.io import atomic_write_json
 from tamis.core.progress import set_progress_enabled
 from tamis.core.runs import seed_everything
-from tamis.recsys.data import leave_one_out, read_atomic, read_sequences
 from tamis.recsys.models import build_model
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from rec_tamis import GRU4REC, SASREC, load  # noqa: E402  (the shared settings)
+
 ROOT = Path(__file__).resolve().parents[1]
-MODEL_ARGS = {
-    "bpr": {"hidden": 64},
-    "gru4rec": {
-        "hidden": 64,
-        "gru_hidden": 128,
-        "layers": 1,
-        "dropout": 0.3,
-        "max_len": 50,
-    },
-    "sasrec": {
-        "hidden": 64,
-        "layers": 2,
-        "heads": 2,
-        "inner": 256,
-        "dropout": 0.5,
-        "attn_dropout": 0.5,
-        "max_len": 50,
-    },
-}
+MODEL_ARGS = {"bpr": {"hidden": 64}, "gru4rec": GRU4REC, "sasrec": SASREC}
 MASKED = {"bpr": True, "gru4rec": False, "sasrec": False}
-
-
-def load_split(name: str, data_dir: Path):  # noqa: ANN201
-    """Leave-one-out split of Beauty (5-core sequences) or ML-100K (atomic)."""
-    if name == "beauty":
-        data = read_sequences(data_dir / "recsys/beauty/Beauty.txt", name="beauty")
-    elif name == "ml-100k":
-        data = read_atomic(data_dir / "recsys/ml-100k", "ml-100k")
-    else:
-        raise ValueError(f"unknown dataset {name!r}; expected beauty or ml-100k")
-    return leave_one_out(data)
 
 
 def evaluator_at(rev: str) -> ModuleType:
@@ -132,7 +105,7 @@ def main() -> None:
         "results": {},
     }
     for name in args.datasets:
-        split = load_split(name, args.data_dir)
+        split = load(name, args.data_dir)
         for model_name in args.models:
             seed_everything(args.seed)
             model = build_model(
