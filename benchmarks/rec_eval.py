@@ -19,12 +19,10 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import importlib.util
 import os
 import statistics
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 from types import ModuleType
 
@@ -52,13 +50,9 @@ def evaluator_at(rev: str) -> ModuleType:
         capture_output=True,
         text=True,
     ).stdout
-    path = Path(tempfile.mkdtemp()) / "evaluate_at_rev.py"
-    path.write_text(source)
-    spec = importlib.util.spec_from_file_location("evaluate_at_rev", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
+    module = ModuleType("evaluate_at_rev")
+    sys.modules[module.__name__] = module  # dataclasses look their module up
+    exec(compile(source, f"{rev}:evaluate.py", "exec"), module.__dict__)
     return module
 
 

@@ -6,7 +6,13 @@ import numpy as np
 import torch
 
 from tamis.recsys.data import EvalSamples, SequentialSplit
-from tamis.recsys.evaluate import evaluate, rank_targets, ranking_metrics, target_ranks
+from tamis.recsys.evaluate import (
+    _inner_product_scorer,
+    evaluate,
+    rank_targets,
+    ranking_metrics,
+    target_ranks,
+)
 from tamis.recsys.models import build_model
 
 
@@ -101,31 +107,18 @@ def test_results_do_not_depend_on_batch_size(planted_split: SequentialSplit) -> 
             assert metrics["ndcg@10"] == group[0][0]["ndcg@10"]
 
 
-class _ScoreTable(torch.nn.Module):
-    """Wraps an inner-product model's full score table behind ``score``."""
-
-    trainable, sequential = False, False
-
-    def __init__(self, model: torch.nn.Module, n_users: int) -> None:
-        super().__init__()
-        self.n_items = model.n_items
-        with torch.no_grad():
-            self.table = model.score({"user": torch.arange(n_users)}).clone()
-
-    def score(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        return self.table[batch["user"]]
-
-
 def test_inner_product_fast_path_ranks_like_the_model_scores(
     planted_split: SequentialSplit,
 ) -> None:
     torch.manual_seed(0)
     n_users = planted_split.n_users
     model = build_model("bpr", n_users, planted_split.n_items, {"hidden": 8})
+    assert _inner_product_scorer(model, 4, "cpu") is not None  # the fast path runs
+    with torch.no_grad():
+        table = _FixedScores(model.score({"user": torch.arange(n_users)}))
+    assert _inner_product_scorer(table, 4, "cpu") is None
     for masked in (False, True):
         fast = rank_targets(model, planted_split.valid, mask_history=masked)
-        plain = rank_targets(
-            _ScoreTable(model, n_users), planted_split.valid, mask_history=masked
-        )
+        plain = rank_targets(table, planted_split.valid, mask_history=masked)
         assert np.array_equal(fast.ranks, plain.ranks)
         assert np.array_equal(fast.topk, plain.topk)

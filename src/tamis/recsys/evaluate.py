@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -101,7 +102,7 @@ def target_ranks(
         nonzero = torch.linalg.vector_norm(d, 1, dim=1)  # higher + lower
         higher = ((diff + nonzero) / 2).long()
         equal = n_items - nonzero.long()  # includes the target
-        bad = torch.nonzero(~torch.isfinite(diff + nonzero)).flatten()
+        bad = torch.nonzero(diff.isnan()).flatten()  # d is NaN only for NaN
         if len(bad):
             higher[bad] = (scores[bad] > t[bad]).sum(dim=1)
             equal[bad] = (scores[bad] == t[bad]).sum(dim=1)
@@ -119,7 +120,7 @@ def target_ranks(
 
 def _inner_product_scorer(
     model: Any, rows: int, device: str | torch.device
-) -> Any | None:
+) -> Callable[[dict[str, torch.Tensor]], torch.Tensor] | None:
     """A faster ``model.score`` for models that score by a plain inner product.
 
     The item table is transposed into a contiguous (D, n_items) matrix once
