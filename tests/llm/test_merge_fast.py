@@ -307,20 +307,34 @@ def test_writer_with_background_flush_writes_the_same_bytes(tmp_path: Path) -> N
 
 
 @pytest.mark.skipif(shutil.which("g++") is None, reason="needs a C++ compiler")
+@pytest.mark.parametrize("native", [True, False])
 def test_compiled_ties_kernels_equal_in_memory_bit_for_bit(
-    tiny_models: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tiny_models: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, native: bool
 ) -> None:
+    from tamis.llm.merging import engine
     from tamis.llm.merging.compiled import CompiledTies
+    from tamis.llm.merging.native import NativeBand, NativeBuildError
 
-    calls = {"kernel": 0, "count_band": 0}
+    monkeypatch.setenv("TAMIS_CACHE", str(tmp_path / "cache"))
+    if not native:  # no C kernel: the torch.compile counting pass runs instead
+
+        def unavailable() -> NativeBand:
+            raise NativeBuildError("switched off by the test")
+
+        monkeypatch.setattr(engine, "load_band_kernel", unavailable)
+    calls = {"kernel": 0, "count_bands": 0}
+    owners = {
+        "kernel": CompiledTies,
+        "count_bands": NativeBand if native else CompiledTies,
+    }
     for fn in calls:
-        original = getattr(CompiledTies, fn)
+        original = getattr(owners[fn], fn)
 
         def counted(*args: object, _fn: str = fn, _orig: object = original) -> object:
             calls[_fn] += 1
             return _orig(*args)  # type: ignore[operator]
 
-        monkeypatch.setattr(CompiledTies, fn, counted)
+        monkeypatch.setattr(owners[fn], fn, counted)
     base, experts = tiny_models["base"], tiny_models["experts"]
     params = MergeParams(
         scaling=0.7, weights=[1.0, 0.6, 1.3], densities=[0.2, 0.5, 0.9]
@@ -328,7 +342,8 @@ def test_compiled_ties_kernels_equal_in_memory_bit_for_bit(
     plan = _ties_plan(tiny_models, tmp_path, params, compile=True, compile_wait=True)
     summary = run_merge(plan)
     assert summary["compiled_kernels"]
-    assert calls["kernel"] > 0 and calls["count_band"] > 0  # compiled code ran
+    assert summary["native_counting_kernel"] is native
+    assert calls["kernel"] > 0 and calls["count_bands"] > 0  # compiled code ran
     streamed = _state(tmp_path / "merged")
     reference = merge_state_dicts(
         "ties", _state(base), [_state(e) for e in experts], params

@@ -15,7 +15,9 @@ produces the same bytes with bounded memory and both CPU cores:
   reference maths;
 - TIES's magnitude thresholds come from an exact sampled-bracket selection
   (:mod:`tamis.llm.merging.selection`) in one counting pass, with an exact
-  radix selection as the fallback;
+  radix selection as the fallback; with ``compile: true`` the counting pass runs
+  in a small C kernel (:mod:`tamis.llm.merging.native`) and the merge kernel is
+  compiled with ``torch.compile`` (:mod:`tamis.llm.merging.compiled`);
 - tensors above ``chunk_numel`` elements are never held whole: they are read
   in row groups of about ``block_numel`` elements, once for the threshold and
   once for the merge.
@@ -51,6 +53,7 @@ from tamis.llm.merging.io import (
     TensorSpec,
     copy_non_weight_files,
 )
+from tamis.llm.merging.native import NativeBand, NativeBuildError, load_band_kernel
 from tamis.llm.merging.selection import (
     bracket_from_sample,
     count_band,
@@ -345,6 +348,7 @@ class _Streamer:
         self.pool = pool
         self.fallbacks = 0  # thresholds that needed the exact radix fallback
         self.compiled: CompiledTies | None = None
+        self.native: NativeBand | None = None  # the C counting kernel
         self.buffers = _Recycler(plan.prefetch_bytes)
         self.out_buffers = _Recycler(plan.write_queue_bytes)
 
@@ -414,14 +418,17 @@ class _Streamer:
             base, models, s, e = args
             ws = self.pool.ws()
             m = e - s
-            compiled = self.compiled
-            if compiled is not None and compiled.fits(
-                base[s:e], [models[i][s:e] for i in brackets]
-            ):
-                return {
-                    i: compiled.count_band(base[s:e], models[i][s:e], br)
-                    for i, br in brackets.items()
-                }
+            keys = list(brackets)
+            blocks = [models[i][s:e] for i in keys]
+            native, compiled = self.native, self.compiled
+            if native is not None and native.fits(base[s:e], blocks):
+                counts = native.count_bands(base[s:e], blocks, list(brackets.values()))
+                return dict(zip(keys, counts, strict=True))
+            if compiled is not None and compiled.fits(base[s:e], blocks):
+                counts = compiled.count_bands(
+                    base[s:e], blocks, list(brackets.values())
+                )
+                return dict(zip(keys, counts, strict=True))
             b = ws.get("b", m).copy_(base[s:e])
             x = ws.get("x0", m)
             a = ws.get("u", m)
@@ -665,11 +672,25 @@ def _stream_all(
         raise errors[0]
 
 
+def _native_band(plan: MergePlan) -> NativeBand | None:
+    """The C counting kernel for TIES thresholds, or None (logged)."""
+    if plan.method != "ties" or plan.base is None:
+        return None
+    try:
+        native = load_band_kernel()
+    except NativeBuildError as err:
+        log.warning("compile: no native counting kernel (%s)", err)
+        return None
+    log.info("compile: native counting kernel ready")
+    return native
+
+
 def _compile_ties(
     plan: MergePlan,
     base: SafetensorsSource | None,
     models: Sequence[SafetensorsSource],
     specs: Sequence[TensorSpec],
+    native: NativeBand | None = None,
 ) -> CompiledTies | None:
     """Compiled TIES kernels for the inputs' dtypes, or None (eager kernels)."""
     if plan.method != "ties" or base is None:
@@ -686,6 +707,7 @@ def _compile_ties(
             len(models),
             base.specs[first.name].dtype,
             models[0].specs[first.name].dtype,
+            native=native,
         )
     except Exception as err:  # no C++ compiler, unsupported platform, ...
         log.warning("compile: failed (%s); using the eager kernels", err)
@@ -743,7 +765,12 @@ def run_merge(plan: MergePlan) -> dict[str, Any]:
                 # Compile in the background; blocks merged before the kernels
                 # are ready use the eager ones (the results are the same).
                 def build() -> None:
-                    streamer.compiled = _compile_ties(plan, base, models, specs)
+                    # The C counting kernel first: it is ready in well under a
+                    # second (cached), torch.compile takes seconds.
+                    streamer.native = _native_band(plan)
+                    streamer.compiled = _compile_ties(
+                        plan, base, models, specs, streamer.native
+                    )
 
                 compiler = threading.Thread(target=build, name="merge-compile")
                 compiler.start()
@@ -781,6 +808,7 @@ def run_merge(plan: MergePlan) -> dict[str, Any]:
         "threshold_fallbacks": streamer.fallbacks,
         "compiled_kernels": streamer.compiled is not None,
         "compile_seconds": streamer.compiled.seconds if streamer.compiled else 0.0,
+        "native_counting_kernel": streamer.native is not None,
         "files": [f.name for f in writer.files],
         "copied": copied,
         "output": str(out),
