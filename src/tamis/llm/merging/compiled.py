@@ -13,11 +13,6 @@ eager kernels, so the results are bit for bit the same (tested); the inductor
 backend compiles without floating-point contraction, so no multiply-add is
 fused into a differently rounded one.
 
-The counting pass of the threshold selection is faster still in the small C
-kernel of :mod:`tamis.llm.merging.native` (one pass over the base and all
-experts); given that kernel, :class:`CompiledTies` uses it and compiles only the
-merge kernel, and otherwise it compiles a ``torch.compile`` form of the pass.
-
 Compilation needs a C++ compiler and costs a few seconds per process (cached
 across processes by torch), so it pays off on large merges only; it is off by
 default. Only blocks of the compiled dtypes use the compiled code; anything
@@ -35,7 +30,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from tamis.llm.merging.native import NativeBand
 from tamis.llm.merging.selection import BandCount, Bracket
 
 log = logging.getLogger(__name__)
@@ -93,8 +87,6 @@ class CompiledTies:
         n_models: Number of experts K.
         base_dtype: Storage dtype of the base model's blocks.
         model_dtype: Storage dtype of the experts' blocks.
-        block: Elements per block the engine should hand to the kernels.
-        native: The C counting kernel, used for the counting pass where given.
 
     Raises:
         Exception: Whatever ``torch.compile`` raises when it cannot compile
@@ -107,7 +99,6 @@ class CompiledTies:
         base_dtype: torch.dtype,
         model_dtype: torch.dtype,
         block: int = COMPILED_BLOCK,
-        native: NativeBand | None = None,
     ) -> None:
         self.block = block  # elements per block the engine should use
         self.dtypes = (base_dtype, model_dtype)
@@ -118,20 +109,16 @@ class CompiledTies:
         # than it saves.
         from torch._inductor import config as inductor_config
 
-        base = torch.zeros(4096, dtype=base_dtype)
-        models = [torch.zeros(4096, dtype=model_dtype) for _ in range(n_models)]
-        if native is not None and not native.fits(base, models):
-            native = None
-        self.native = native
         with warnings.catch_warnings(), inductor_config.patch(compile_threads=1):
             warnings.simplefilter("ignore", DeprecationWarning)
             self._ties: Callable[..., Any] = torch.compile(_ties, dynamic=True)
+            self._band: Callable[..., Any] = torch.compile(_band, dynamic=True)
+            base = torch.zeros(4096, dtype=base_dtype)
+            models = [torch.zeros(4096, dtype=model_dtype) for _ in range(n_models)]
             # Distinct tensors: dynamo specialises on aliasing between inputs.
             weights, thresholds = torch.ones(n_models), torch.ones(n_models)
             self._ties(base, models, weights, thresholds, torch.tensor(1.0))
-            if self.native is None:
-                self._band: Callable[..., Any] = torch.compile(_band, dynamic=True)
-                self._band(base, models[0], torch.tensor(0.0), torch.tensor(1.0))
+            self._band(base, models[0], torch.tensor(0.0), torch.tensor(1.0))
 
     def fits(self, base: torch.Tensor, models: Sequence[torch.Tensor]) -> bool:
         """Whether these blocks have the compiled dtypes."""
@@ -156,25 +143,10 @@ class CompiledTies:
             torch.tensor(scaling, dtype=torch.float32),
         )
 
-    def count_bands(
-        self,
-        base: torch.Tensor,
-        models: Sequence[torch.Tensor],
-        brackets: Sequence[Bracket],
-    ) -> list[BandCount]:
-        """``selection.count_band`` of ``|model_k - base|`` for one block, every k."""
-        if self.native is not None and self.native.fits(base, models):
-            return self.native.count_bands(base, models, brackets)
-        return [
-            self.count_band(base, m, br) for m, br in zip(models, brackets, strict=True)
-        ]
-
     def count_band(
         self, base: torch.Tensor, model: torch.Tensor, bracket: Bracket
     ) -> BandCount:
-        """``selection.count_band`` of ``|model - base|`` for one block (compiled)."""
-        if self.native is not None:
-            return self.native.count_bands(base, [model], [bracket])[0]
+        """``selection.count_band`` of ``|model - base|`` for one block."""
         lo = torch.tensor(bracket.lo, dtype=torch.float32)
         hi = torch.tensor(bracket.hi, dtype=torch.float32)
         band, at_least_lo, above_hi = self._band(base, model, lo, hi)

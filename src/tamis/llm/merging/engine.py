@@ -15,9 +15,11 @@ produces the same bytes with bounded memory and both CPU cores:
   reference maths;
 - TIES's magnitude thresholds come from an exact sampled-bracket selection
   (:mod:`tamis.llm.merging.selection`) in one counting pass, with an exact
-  radix selection as the fallback; with ``compile: true`` the counting pass runs
-  in a small C kernel (:mod:`tamis.llm.merging.native`) and the merge kernel is
-  compiled with ``torch.compile`` (:mod:`tamis.llm.merging.compiled`);
+  radix selection as the fallback;
+- with ``compile: true``, TIES's counting pass and merge kernel run in C
+  (:mod:`tamis.llm.merging.native`, built with the system C compiler), or,
+  where that cannot be built, as ``torch.compile`` kernels
+  (:mod:`tamis.llm.merging.compiled`); all give the eager kernels' bytes;
 - tensors above ``chunk_numel`` elements are never held whole: they are read
   in row groups of about ``block_numel`` elements, once for the threshold and
   once for the merge.
@@ -46,14 +48,14 @@ from tamis.core.io import fsync_dir
 from tamis.core.progress import progress
 from tamis.llm.merging.base import MERGE_METHODS, MergeMethod, MergeParams, Workspace
 from tamis.llm.merging.coefficients import LayerCoefficients
-from tamis.llm.merging.compiled import CompiledTies
+from tamis.llm.merging.compiled import COMPILED_BLOCK, CompiledTies
 from tamis.llm.merging.io import (
     SafetensorsSource,
     ShardedWriter,
     TensorSpec,
     copy_non_weight_files,
 )
-from tamis.llm.merging.native import NativeBand, NativeBuildError, load_band_kernel
+from tamis.llm.merging.native import NativeBuildError, NativeTies, load_native
 from tamis.llm.merging.selection import (
     bracket_from_sample,
     count_band,
@@ -348,7 +350,7 @@ class _Streamer:
         self.pool = pool
         self.fallbacks = 0  # thresholds that needed the exact radix fallback
         self.compiled: CompiledTies | None = None
-        self.native: NativeBand | None = None  # the C counting kernel
+        self.native: NativeTies | None = None  # the C TIES kernels
         self.buffers = _Recycler(plan.prefetch_bytes)
         self.out_buffers = _Recycler(plan.write_queue_bytes)
 
@@ -384,12 +386,16 @@ class _Streamer:
     def block_size(self, base: torch.Tensor, models: Sequence[torch.Tensor]) -> int:
         """Elements per work block.
 
-        The eager kernels work on cache-sized blocks; the compiled ones on
-        about ``compiled.block`` elements, at least one block per thread.
+        The eager kernels work on cache-sized blocks; the compiled and native
+        ones (which walk a block in cache-sized pieces themselves) on about
+        ``COMPILED_BLOCK`` elements, at least one block per thread.
         """
-        if self.compiled is not None and self.compiled.fits(base, models):
+        native, compiled = self.native, self.compiled
+        if (native is not None and native.fits(base, models)) or (
+            compiled is not None and compiled.fits(base, models)
+        ):
             n = base.numel()
-            pieces = max(-(-n // self.compiled.block), self.pool.threads)
+            pieces = max(-(-n // COMPILED_BLOCK), self.pool.threads)
             return max(1, -(-n // pieces))
         return self.plan.kernel_block
 
@@ -425,10 +431,10 @@ class _Streamer:
                 counts = native.count_bands(base[s:e], blocks, list(brackets.values()))
                 return dict(zip(keys, counts, strict=True))
             if compiled is not None and compiled.fits(base[s:e], blocks):
-                counts = compiled.count_bands(
-                    base[s:e], blocks, list(brackets.values())
-                )
-                return dict(zip(keys, counts, strict=True))
+                return {
+                    i: compiled.count_band(base[s:e], models[i][s:e], br)
+                    for i, br in brackets.items()
+                }
             b = ws.get("b", m).copy_(base[s:e])
             x = ws.get("x0", m)
             a = ws.get("u", m)
@@ -499,8 +505,21 @@ class _Streamer:
             s, e = span
             b = base[s:e] if base is not None else None
             ms = [m[s:e] for m in models]
-            compiled = self.compiled
-            if compiled is not None and b is not None and compiled.fits(b, ms):
+            native, compiled = self.native, self.compiled
+            if native is not None and b is not None and native.fits(b, ms):
+                # Stored straight into the output when its dtype allows.
+                direct = native.writes(out[s:e])
+                res = native.ties(
+                    b,
+                    ms,
+                    params.weights,
+                    stats["thresholds"],
+                    params.scaling,
+                    out=out[s:e] if direct else self.pool.ws().get("native", e - s),
+                )
+                if direct:
+                    return
+            elif compiled is not None and b is not None and compiled.fits(b, ms):
                 res = compiled.kernel(
                     b, ms, params.weights, stats["thresholds"], params.scaling
                 )
@@ -672,16 +691,17 @@ def _stream_all(
         raise errors[0]
 
 
-def _native_band(plan: MergePlan) -> NativeBand | None:
-    """The C counting kernel for TIES thresholds, or None (logged)."""
+def _load_native(plan: MergePlan) -> NativeTies | None:
+    """The C TIES kernels, or None (logged: torch.compile is tried instead)."""
     if plan.method != "ties" or plan.base is None:
         return None
+    t = time.perf_counter()
     try:
-        native = load_band_kernel()
+        native = load_native()
     except NativeBuildError as err:
-        log.warning("compile: no native counting kernel (%s)", err)
+        log.warning("compile: no native TIES kernels (%s); trying torch.compile", err)
         return None
-    log.info("compile: native counting kernel ready")
+    log.info("compile: native TIES kernels ready in %.2f s", time.perf_counter() - t)
     return native
 
 
@@ -690,7 +710,6 @@ def _compile_ties(
     base: SafetensorsSource | None,
     models: Sequence[SafetensorsSource],
     specs: Sequence[TensorSpec],
-    native: NativeBand | None = None,
 ) -> CompiledTies | None:
     """Compiled TIES kernels for the inputs' dtypes, or None (eager kernels)."""
     if plan.method != "ties" or base is None:
@@ -707,7 +726,6 @@ def _compile_ties(
             len(models),
             base.specs[first.name].dtype,
             models[0].specs[first.name].dtype,
-            native=native,
         )
     except Exception as err:  # no C++ compiler, unsupported platform, ...
         log.warning("compile: failed (%s); using the eager kernels", err)
@@ -762,15 +780,14 @@ def run_merge(plan: MergePlan) -> dict[str, Any]:
             streamer = _Streamer(plan, method, base, models, writer, pool)
             compiler = None
             if plan.compile:
-                # Compile in the background; blocks merged before the kernels
-                # are ready use the eager ones (the results are the same).
+                # The C kernels build in well under a second (then cached).
+                streamer.native = _load_native(plan)
+            if plan.compile and streamer.native is None:
+                # torch.compile takes seconds: compile in the background; blocks
+                # merged before the kernels are ready use the eager ones (the
+                # results are the same).
                 def build() -> None:
-                    # The C counting kernel first: it is ready in well under a
-                    # second (cached), torch.compile takes seconds.
-                    streamer.native = _native_band(plan)
-                    streamer.compiled = _compile_ties(
-                        plan, base, models, specs, streamer.native
-                    )
+                    streamer.compiled = _compile_ties(plan, base, models, specs)
 
                 compiler = threading.Thread(target=build, name="merge-compile")
                 compiler.start()
@@ -806,9 +823,14 @@ def run_merge(plan: MergePlan) -> dict[str, Any]:
         "seconds": seconds,
         "threads": threads,
         "threshold_fallbacks": streamer.fallbacks,
-        "compiled_kernels": streamer.compiled is not None,
+        "compiled_kernels": streamer.compiled is not None
+        or streamer.native is not None,
+        "kernels": "native"
+        if streamer.native is not None
+        else "torch.compile"
+        if streamer.compiled is not None
+        else "eager",
         "compile_seconds": streamer.compiled.seconds if streamer.compiled else 0.0,
-        "native_counting_kernel": streamer.native is not None,
         "files": [f.name for f in writer.files],
         "copied": copied,
         "output": str(out),
