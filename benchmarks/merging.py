@@ -5,7 +5,8 @@ Parts (``--parts``, comma-separated; each writes its own JSON file):
 
 - ``speed``: three synthetic ~1B-parameter fp16 Llama-shaped experts plus a base
   are generated under ``--work``; streaming merges (``--speed-methods``, TIES
-  at density 0.5; ``ties+compile`` uses the compiled TIES kernels) with tamis
+  at density 0.5; ``ties+compile`` uses the compiled TIES kernels: C where a
+  C compiler is present, else torch.compile) with tamis
   are timed in fresh processes with ``--threads``
   worker threads, with peak RSS and CPU seconds, each between two
   measurements of the I/O bound (read every input of that method once, write
@@ -14,6 +15,8 @@ Parts (``--parts``, comma-separated; each writes its own JSON file):
   before). An in-process profile of the merge's phases on two decoder blocks
   gives the compute cost per parameter. The generated models are deleted
   afterwards unless ``--keep``. -> ``results/merging_speed.json``
+- ``profile``: only that profile, on the models a ``speed --keep`` run left,
+  written into ``results/merging_speed.json`` next to its merges.
 - ``quality`` and ``quality-tiny``: the Sens-Merging quality studies, which live
   in ``merging_quality.py``; these part names dispatch to it, passing on the
   options this script does not know.
@@ -338,7 +341,19 @@ def compute_profile(
             ties.combine(n, params, stats[n], b, ms, out, 0)
 
     timed("ties fused kernel, compiled", compiled_combine)
+
+    # The same TIES phases with the C kernels (build time excluded).
+    from tamis.llm.merging.native import load_native
+
+    w = time.perf_counter()
+    ties.compiled, ties.native = None, load_native()
+    native_s = time.perf_counter() - w
+    timed("ties thresholds, native", thresholds)
+    if stats != eager_stats:
+        raise RuntimeError("native thresholds differ from the eager ones")
+    timed("ties fused kernel, native", compiled_combine)
     pool.close()
+    rows["native build or load seconds (not per parameter)"] = {"seconds": native_s}
     rows["compile seconds (not per parameter)"] = {"seconds": compile_s}
     return {"threads": threads, "parameters": total, "tensors": names, "phases": rows}
 
@@ -441,6 +456,29 @@ def part_speed(args: argparse.Namespace) -> None:
     if not args.keep:
         shutil.rmtree(work)
         results["deleted_after"] = True
+    write_json(out_json, results)
+
+
+def part_profile(args: argparse.Namespace) -> None:
+    """The compute profile alone, on the models kept by ``--parts speed --keep``."""
+    work = args.work / "synthetic"
+    base, experts = work / "base", [work / f"expert{i}" for i in range(3)]
+    missing = [d for d in (base, *experts) if not (d / "model.safetensors").is_file()]
+    if missing:
+        raise SystemExit(
+            f"profile: no generated model in {missing[0]}; run "
+            "--parts speed --keep first"
+        )
+    out_json = HERE / "results/merging_speed.json"
+    results = json.loads(out_json.read_text()) if out_json.is_file() else {}
+    load_before = os.getloadavg()
+    profile = compute_profile(base, experts, args.threads)
+    profile["load_average_before"] = load_before
+    profile["load_average_after"] = os.getloadavg()
+    profile["measured_by"] = "python " + " ".join(sys.argv)
+    profile["measured_on"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    results["compute_profile"] = profile
+    print(json.dumps(profile["phases"], indent=1))
     write_json(out_json, results)
 
 
@@ -651,7 +689,12 @@ def main() -> None:
         if part in QUALITY_PARTS:
             run_quality_part(part, args, rest)
         else:
-            {"speed": part_speed, "mergekit": part_mergekit}[part](args)
+            parts_by_name = {
+                "speed": part_speed,
+                "profile": part_profile,
+                "mergekit": part_mergekit,
+            }
+            parts_by_name[part](args)
 
 
 if __name__ == "__main__":

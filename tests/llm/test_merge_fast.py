@@ -350,3 +350,55 @@ def test_compiled_ties_kernels_equal_in_memory_bit_for_bit(
     )
     for name, tensor in reference.items():
         assert torch.equal(streamed[name].view(torch.uint8), tensor.view(torch.uint8))
+
+
+@pytest.mark.parametrize("ahead_wanted", [1, 2, "all"])
+def test_reader_asks_for_each_tensor_once_and_ahead_of_its_read(
+    tiny_models: dict,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    ahead_wanted: int | str,
+) -> None:
+    from tamis.llm.merging.io import SafetensorsSource
+
+    events: list[tuple[str, str]] = []
+    advise, map_flat = SafetensorsSource.advise, SafetensorsSource.map_flat
+
+    def advised(self: SafetensorsSource, name: str) -> None:
+        events.append(("advise", name))
+        advise(self, name)
+
+    def mapped(self: SafetensorsSource, name: str) -> torch.Tensor:
+        events.append(("map", name))
+        return map_flat(self, name)
+
+    monkeypatch.setattr(SafetensorsSource, "advise", advised)
+    monkeypatch.setattr(SafetensorsSource, "map_flat", mapped)
+    params = MergeParams(scaling=1.0, weights=[1.0] * 3, densities=[0.5] * 3)
+    sources = 4  # the base and three experts
+    base = SafetensorsSource(tiny_models["base"])
+
+    def merge(readahead: int) -> list[str]:
+        events.clear()
+        plan = _ties_plan(
+            tiny_models, tmp_path, params, readahead_bytes=readahead, overwrite=True
+        )
+        run_merge(plan)
+        return list(dict.fromkeys(n for e, n in events if e == "map"))
+
+    names = merge(0)
+    if ahead_wanted == "all":
+        readahead = 1 << 40
+    else:  # exactly the input bytes of the next `ahead_wanted` tensors
+        readahead = sources * sum(
+            base.specs[n].nbytes for n in names[1 : 1 + int(ahead_wanted)]
+        )
+    assert merge(readahead) == names
+    advised_names = [n for e, n in events if e == "advise"]
+    # Every tensor after the first is advised once per source, before its map.
+    assert sorted(advised_names) == sorted(names[1:] * sources)
+    for name in names[1:]:
+        assert events.index(("advise", name)) < events.index(("map", name))
+    first_map = events.index(("map", names[0]))
+    ahead = sum(1 for e, _ in events[:first_map] if e == "advise") // sources
+    assert ahead == (len(names) - 1 if ahead_wanted == "all" else ahead_wanted)

@@ -183,8 +183,8 @@ class MergeConfig:
     max_shard_mb: int = param(2048, "largest output shard, MiB", ge=1)
     compile: bool = param(
         False,
-        "compile the TIES kernels with torch.compile (same result; faster on "
-        "large merges, needs a C++ compiler, a few seconds to compile)",
+        "compiled TIES kernels: C, built once with the system C compiler, or "
+        "torch.compile where that fails (same result; faster on large merges)",
     )
     flush_mb: int = param(
         128,

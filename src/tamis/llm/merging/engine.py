@@ -91,18 +91,24 @@ class MergePlan:
         kernel_block: Elements per block of the merge kernels (cache-sized).
         prefetch_bytes: Input bytes the reader may hold ahead (a tensor larger
             than this is still read, alone).
+        readahead_bytes: Input bytes beyond the current tensor that the
+            kernel is asked to read into the page cache in the background
+            (``posix_fadvise(WILLNEED)``; page cache, not this process's
+            memory), so that cold reads overlap the merge.
         write_queue_bytes: Output bytes waiting for the writer thread.
         mmap: Map whole tensors (pages faulted in by the reader thread, no
             copy) instead of reading them into buffers.
         flush_bytes: Output bytes after which a background thread flushes a
             shard to disk, so that writing overlaps the merge (0 = flush only
             at the end).
-        compile: Use the compiled TIES kernels
-            (:mod:`~tamis.llm.merging.compiled`; same results, faster on large
-            merges, a few seconds of compilation, overlapped with the merge:
-            blocks merged before the kernels are ready use the eager ones).
-        compile_wait: Wait for the compiled kernels before merging, so that
-            every eligible block uses them.
+        compile: Use compiled TIES kernels, same results: the C kernels of
+            :mod:`~tamis.llm.merging.native` (built in under a second, then
+            cached), or where they cannot be built those of
+            :mod:`~tamis.llm.merging.compiled` (a few seconds of
+            ``torch.compile``, overlapped with the merge: blocks merged before
+            they are ready use the eager kernels).
+        compile_wait: Wait for the ``torch.compile`` kernels before merging, so
+            that every eligible block uses them.
     """
 
     method: str
@@ -121,6 +127,7 @@ class MergePlan:
     threads: int | None = None
     kernel_block: int = 1 << 16
     prefetch_bytes: int = 128 * 1024**2
+    readahead_bytes: int = 512 * 1024**2
     write_queue_bytes: int = 64 * 1024**2
     mmap: bool = True
     flush_bytes: int = 128 * 1024**2
@@ -428,7 +435,10 @@ class _Streamer:
             blocks = [models[i][s:e] for i in keys]
             native, compiled = self.native, self.compiled
             if native is not None and native.fits(base[s:e], blocks):
-                counts = native.count_bands(base[s:e], blocks, list(brackets.values()))
+                scratch = [ws.get(f"band{j}", m) for j in range(len(keys))]
+                counts = native.count_bands(
+                    base[s:e], blocks, list(brackets.values()), scratch
+                )
                 return dict(zip(keys, counts, strict=True))
             if compiled is not None and compiled.fits(base[s:e], blocks):
                 return {
@@ -621,10 +631,19 @@ def _stream_all(
     def reader() -> None:
         try:
             wanted = [s for s in specs if whole(s)]
+            advised = 0  # wanted[:advised] have been handed to the kernel
             for j, spec in enumerate(wanted):
-                if j + 1 < len(wanted):  # let the kernel start on the next one
-                    for src in streamer.sources():
-                        src.advise(wanted[j + 1].name)
+                # Let the kernel read the next tensors while this one is merged:
+                # at least the next one, and as many as fit in readahead_bytes.
+                ahead = 0
+                for k in range(j + 1, len(wanted)):
+                    ahead += streamer.input_bytes(wanted[k])
+                    if k > j + 1 and ahead > plan.readahead_bytes:
+                        break
+                    if k >= advised:
+                        for src in streamer.sources():
+                            src.advise(wanted[k].name)
+                        advised = k + 1
                 if not budget.acquire(streamer.input_bytes(spec)):
                     return
                 if plan.mmap:

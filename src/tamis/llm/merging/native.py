@@ -209,6 +209,7 @@ class NativeTies:
         base: torch.Tensor,
         models: Sequence[torch.Tensor],
         brackets: Sequence[Bracket],
+        scratch: Sequence[torch.Tensor] | None = None,
     ) -> list[BandCount]:
         """``count_band(|model_k - base|, bracket_k)`` for every k, in one pass.
 
@@ -216,6 +217,8 @@ class NativeTies:
             base: (L,) base block (contiguous, CPU).
             models: K (L,) expert blocks of the base's dtype.
             brackets: K brackets.
+            scratch: Optional K reusable float32 buffers of at least L elements
+                for the band values (fresh ones are allocated otherwise).
 
         Returns:
             K band counts, as :func:`~tamis.llm.merging.selection.count_band`.
@@ -230,7 +233,18 @@ class NativeTies:
                 f"count_bands: {len(models)} blocks but {len(brackets)} brackets"
             )
         k, n = len(models), base.numel()
-        bands = [torch.empty(n, dtype=torch.float32) for _ in range(k)]
+        if scratch is None:
+            bands = [torch.empty(n, dtype=torch.float32) for _ in range(k)]
+        else:
+            if len(scratch) != k or any(
+                b.dtype != torch.float32 or b.numel() < n or not b.is_contiguous()
+                for b in scratch
+            ):
+                raise ValueError(
+                    f"count_bands: scratch must be {k} contiguous float32 buffers "
+                    f"of at least {n} elements"
+                )
+            bands = list(scratch)
         ptrs = (ctypes.c_void_p * k)(*[m.data_ptr() for m in models])
         band_ptrs = (ctypes.c_void_p * k)(*[b.data_ptr() for b in bands])
         lo = (ctypes.c_float * k)(*[b.lo for b in brackets])
