@@ -55,7 +55,12 @@ from tamis.llm.merging.io import (
     TensorSpec,
     copy_non_weight_files,
 )
-from tamis.llm.merging.native import NativeBuildError, NativeTies, load_native
+from tamis.llm.merging.native import (
+    NATIVE_DTYPES,
+    NativeBuildError,
+    NativeTies,
+    load_native,
+)
 from tamis.llm.merging.selection import (
     bracket_from_sample,
     count_band,
@@ -102,7 +107,7 @@ class MergePlan:
             shard to disk, so that writing overlaps the merge (0 = flush only
             at the end).
         compile: Use compiled TIES kernels, same results: the C kernels of
-            :mod:`~tamis.llm.merging.native` (built in under a second, then
+            :mod:`~tamis.llm.merging.native` (built in about a second, then
             cached), or where they cannot be built those of
             :mod:`~tamis.llm.merging.compiled` (a few seconds of
             ``torch.compile``, overlapped with the merge: blocks merged before
@@ -398,13 +403,15 @@ class _Streamer:
         ``COMPILED_BLOCK`` elements, at least one block per thread.
         """
         native, compiled = self.native, self.compiled
-        if (native is not None and native.fits(base, models)) or (
-            compiled is not None and compiled.fits(base, models)
-        ):
-            n = base.numel()
-            pieces = max(-(-n // COMPILED_BLOCK), self.pool.threads)
-            return max(1, -(-n // pieces))
-        return self.plan.kernel_block
+        if native is not None and native.fits(base, models):
+            block = COMPILED_BLOCK
+        elif compiled is not None and compiled.fits(base, models):
+            block = compiled.block
+        else:
+            return self.plan.kernel_block
+        n = base.numel()
+        pieces = max(-(-n // block), self.pool.threads)
+        return max(1, -(-n // pieces))
 
     def thresholds(
         self,
@@ -710,9 +717,21 @@ def _stream_all(
         raise errors[0]
 
 
-def _load_native(plan: MergePlan) -> NativeTies | None:
+def _load_native(
+    plan: MergePlan,
+    base: SafetensorsSource | None,
+    models: Sequence[SafetensorsSource],
+    specs: Sequence[TensorSpec],
+) -> NativeTies | None:
     """The C TIES kernels, or None (logged: torch.compile is tried instead)."""
-    if plan.method != "ties" or plan.base is None:
+    if plan.method != "ties" or base is None:
+        return None
+    first = next((s for s in specs if s.dtype.is_floating_point), None)
+    if first is None:
+        return None
+    dtypes = {src.specs[first.name].dtype for src in (base, *models)}
+    if len(dtypes) != 1 or not dtypes <= set(NATIVE_DTYPES):
+        log.info("compile: no native TIES kernels for input dtypes %s", dtypes)
         return None
     t = time.perf_counter()
     try:
@@ -799,8 +818,8 @@ def run_merge(plan: MergePlan) -> dict[str, Any]:
             streamer = _Streamer(plan, method, base, models, writer, pool)
             compiler = None
             if plan.compile:
-                # The C kernels build in well under a second (then cached).
-                streamer.native = _load_native(plan)
+                # The C kernels build in about a second (then cached).
+                streamer.native = _load_native(plan, base, models, specs)
             if plan.compile and streamer.native is None:
                 # torch.compile takes seconds: compile in the background; blocks
                 # merged before the kernels are ready use the eager ones (the

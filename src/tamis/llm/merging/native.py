@@ -14,7 +14,7 @@ give bit for bit the same results (tested, with ties, zeros, subnormals, inf
 and NaN), eight lanes at a time where the CPU has AVX2 and F16C.
 
 The library is compiled with the system C compiler (``$CC`` or ``cc``) for the
-machine it runs on, in well under a second, and cached under
+machine it runs on, in about a second, and cached under
 ``<tamis cache>/native/``, keyed by the source, the flags, the compiler and the
 CPU, so a later process only loads it. It is written to a temporary file and
 renamed into place, so concurrent processes never load half a library. Without
@@ -42,7 +42,7 @@ from tamis.llm.merging.selection import BandCount, Bracket
 
 log = logging.getLogger(__name__)
 
-__all__ = ["NativeBuildError", "NativeTies", "load_native"]
+__all__ = ["NATIVE_DTYPES", "NativeBuildError", "NativeTies", "load_native"]
 
 SOURCE = Path(__file__).with_name("ties_native.c")
 # No contraction of a * b + c into a differently rounded fused multiply-add.
@@ -57,6 +57,8 @@ FLAGS = (
 ABI = 3
 
 _SUFFIX = {torch.float32: "f32", torch.float16: "f16", torch.bfloat16: "bf16"}
+#: Input dtypes the kernels take (the base and every expert in one of them).
+NATIVE_DTYPES = tuple(_SUFFIX)
 _OUT_KIND = {torch.float32: 0, torch.float16: 1, torch.bfloat16: 2}  # ties_native.c
 
 _lock = threading.Lock()
