@@ -15,9 +15,11 @@
  * tamis_ties_*: base + scaling * (TIES merge of the K task vectors), computed in
  * float32 and stored in the output dtype (rounded to nearest even, as torch).
  *
- * Both walk the inputs once, in chunks that stay in the L1 cache. With AVX2
- * and F16C eight lanes go per step; otherwise (or with -DTAMIS_NO_SIMD) a
- * scalar loop gives the same result.
+ * Both read each input once. The counting pass walks the base in chunks that
+ * stay in the L1 cache while every expert is compared with it; the merge takes
+ * eight elements of every expert at a time. With AVX2 and F16C eight lanes go
+ * per step; otherwise (or with -DTAMIS_NO_SIMD) a scalar loop gives the same
+ * result.
  */
 #include <math.h>
 #include <stdint.h>
