@@ -7,6 +7,7 @@ bit, on data with ties, exact zeros, signed zeros and negative weights.
 
 from __future__ import annotations
 
+import math
 import shutil
 import threading
 from pathlib import Path
@@ -102,6 +103,20 @@ def test_bracket_from_sample_brackets_the_true_value() -> None:
     width = 2 * (4.5 * (p * (1 - p) / m) ** 0.5 + 1 / m)
     inside = int(((a >= br.lo) & (a <= br.hi)).sum())
     assert inside < 1.5 * width * a.numel()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+def test_kth_largest_is_the_kth_of_the_descending_sort(dtype: torch.dtype) -> None:
+    gen = torch.Generator().manual_seed(3)
+    v = (torch.randn(1001, generator=gen) * 0.01).to(torch.float16).float().abs()
+    v[::97] = v[5]  # ties
+    v[3], v[10], v[20] = math.inf, math.nan, 0.0
+    v = v.to(dtype)
+    # NaN counts as the largest value, as in torch.sort.
+    desc = torch.sort(v, descending=False, stable=True).values.flip(0)
+    for k in (1, 2, 3, 50, 500, 999, 1000, 1001):
+        got, want = kth_largest(v, k), float(desc[k - 1])
+        assert got == want or (math.isnan(got) and math.isnan(want)), k
 
 
 def test_kth_largest_bounds() -> None:

@@ -81,6 +81,22 @@ def test_counts_and_bands_equal_count_band(
         _same(g, _reference(base, m, br))
 
 
+@pytest.mark.parametrize("n", [8, 9, 4096, 4103])
+def test_band_writes_stay_inside_n_elements_of_the_scratch(
+    kernel: NativeTies, n: int
+) -> None:
+    # Every value in the band (the most the kernel ever stores), scratch
+    # buffers of exactly n elements followed by sentinels.
+    base, *models = (t.to(torch.float16) for t in torch.randn(4, n).unbind())
+    full = Bracket(n=n, k=1, lo=0.0, hi=math.inf)
+    buffers = [torch.full((n + 16,), -7.0) for _ in models]
+    got = kernel.count_bands(base, models, [full] * 3, [b[:n] for b in buffers])
+    for g, m, buf in zip(got, models, buffers, strict=True):
+        _same(g, _reference(base, m, full))
+        assert g.band is not None and g.band.numel() == n
+        assert torch.equal(buf[n:], torch.full((16,), -7.0))
+
+
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 def test_every_16_bit_pattern_converts_exactly(
     kernel: NativeTies, dtype: torch.dtype
@@ -157,12 +173,18 @@ def test_ties_kernel_equals_ties_block(
     assert _same_bits(got, want)
 
 
-def test_ties_kernel_with_one_expert_and_many(kernel: NativeTies) -> None:
-    gen = torch.Generator().manual_seed(5)
+@pytest.mark.parametrize("k", range(1, 11))
+def test_ties_kernel_with_one_expert_and_many(kernel: NativeTies, k: int) -> None:
+    # Each expert count has its own unrolled loop (up to eight), then a general
+    # one; distinct experts, so that signs disagree and counts vary.
+    gen = torch.Generator().manual_seed(5 + k)
     base = torch.randn(777, generator=gen).half()
-    for k in (1, 2, 9):
-        models = [(base.float() + torch.randn(777, generator=gen) * 0.01).half()]
-        models = models * k
+    for _ in range(2):
+        models = [
+            (base.float() + torch.randn(777, generator=gen) * 0.01).half()
+            for _ in range(k)
+        ]
+        models[0][:5] = base[:5]  # zero task vector entries
         params = MergeParams(scaling=0.9, weights=[1.0] * k, densities=[0.5] * k)
         thresholds = [0.004] * k
         want = ties_block(base, models, params, {"thresholds": thresholds}, Workspace())

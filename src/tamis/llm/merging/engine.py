@@ -27,6 +27,7 @@ produces the same bytes with bounded memory and both CPU cores:
 
 from __future__ import annotations
 
+import gc
 import logging
 import math
 import os
@@ -62,6 +63,7 @@ from tamis.llm.merging.native import (
     load_native,
 )
 from tamis.llm.merging.selection import (
+    Bracket,
     bracket_from_sample,
     count_band,
     resolve_bracket,
@@ -338,6 +340,20 @@ class _Recycler:
                     self.kept += raw.numel()
 
 
+def _whole_sample(
+    spec: TensorSpec, base: torch.Tensor, models: Sequence[torch.Tensor]
+) -> Callable[[], tuple[torch.Tensor, list[torch.Tensor]]]:
+    """Draws the sample of a whole tensor's elements (seeded by its name)."""
+
+    def sample() -> tuple[torch.Tensor, list[torch.Tensor]]:
+        n = spec.numel
+        gen = torch.Generator().manual_seed(zlib.crc32(spec.name.encode()))
+        idx = torch.randint(n, (sample_size(n),), generator=gen)
+        return base[idx], [m[idx] for m in models]
+
+    return sample
+
+
 def _flat_blocks(n: int, size: int) -> list[tuple[int, int]]:
     return [(s, min(s + size, n)) for s in range(0, n, size)]
 
@@ -413,6 +429,39 @@ class _Streamer:
         pieces = max(-(-n // block), self.pool.threads)
         return max(1, -(-n // pieces))
 
+    def brackets(
+        self,
+        n: int,
+        params: MergeParams,
+        sample: Callable[[], tuple[torch.Tensor, list[torch.Tensor]]],
+    ) -> dict[int, Bracket]:
+        """Sampled brackets of the TIES thresholds of the experts that keep any."""
+        ks = [keep_count(n, rho) for rho in params.densities]
+        todo = [i for i, k in enumerate(ks) if k > 0]
+        if not todo:
+            return {}
+        sb, sms = sample()
+        sb32 = sb.to(torch.float32)
+        return {
+            i: bracket_from_sample(sms[i].to(torch.float32).sub_(sb32).abs_(), n, ks[i])
+            for i in todo
+        }
+
+    def presample(
+        self, spec: TensorSpec, base: torch.Tensor | None, models: list[torch.Tensor]
+    ) -> dict[int, Bracket] | None:
+        """The brackets of a whole tensor, drawn ahead by the reader thread.
+
+        Drawing the sample and selecting in it takes milliseconds per tensor;
+        done here it overlaps the merge of the tensors before this one instead
+        of holding up the workers. The draw is the one :meth:`merge_whole`
+        would make (same seed), so results do not depend on where it runs.
+        """
+        if not self.method.magnitude_thresholds or base is None:
+            return None
+        params = _params_for(spec.name, self.plan.params, self.plan.coefficients)
+        return self.brackets(spec.numel, params, _whole_sample(spec, base, models))
+
     def thresholds(
         self,
         name: str,
@@ -420,19 +469,19 @@ class _Streamer:
         params: MergeParams,
         sample: Callable[[], tuple[torch.Tensor, list[torch.Tensor]]],
         groups: Callable[[], Iterator[tuple[torch.Tensor, list[torch.Tensor]]]],
+        brackets: dict[int, Bracket] | None = None,
     ) -> list[float]:
-        """Exact TIES thresholds: sampled bracket, one counting pass, fallback."""
+        """Exact TIES thresholds: sampled bracket, one counting pass, fallback.
+
+        ``brackets`` (from :meth:`presample`) saves drawing the sample here.
+        """
         ks = [keep_count(n, rho) for rho in params.densities]
         out: list[float | None] = [math.inf if k == 0 else None for k in ks]
         todo = [i for i, k in enumerate(ks) if k > 0]
         if not todo:
             return [math.inf] * len(ks)
-        sb, sms = sample()
-        sb32 = sb.to(torch.float32)
-        brackets = {
-            i: bracket_from_sample(sms[i].to(torch.float32).sub_(sb32).abs_(), n, ks[i])
-            for i in todo
-        }
+        if brackets is None:
+            brackets = self.brackets(n, params, sample)
 
         def count(args: tuple[torch.Tensor, list[torch.Tensor], int, int]) -> dict:
             base, models, s, e = args
@@ -486,12 +535,13 @@ class _Streamer:
         params: MergeParams,
         sample: Callable[[], tuple[torch.Tensor, list[torch.Tensor]]],
         groups: Callable[[], Iterator[tuple[torch.Tensor, list[torch.Tensor]]]],
+        brackets: dict[int, Bracket] | None = None,
     ) -> dict[str, Any]:
         method = self.method
         if method.magnitude_thresholds:
             return {
                 "thresholds": self.thresholds(
-                    spec.name, spec.numel, params, sample, groups
+                    spec.name, spec.numel, params, sample, groups, brackets
                 )
             }
         if method.statistic is None:
@@ -564,22 +614,25 @@ class _Streamer:
         out_dtype: torch.dtype,
         base: torch.Tensor | None,
         models: list[torch.Tensor],
+        brackets: dict[int, Bracket] | None = None,
     ) -> torch.Tensor:
-        """Merge one tensor held whole (flat inputs) into a flat output."""
-        name, n = spec.name, spec.numel
+        """Merge one tensor held whole (flat inputs) into a flat output.
+
+        ``brackets``: TIES brackets drawn ahead (:meth:`presample`), if any.
+        """
+        name = spec.name
         params = _params_for(name, self.plan.params, self.plan.coefficients)
         stats: dict[str, Any] = {}
         if self.method.statistic is not None and base is not None:
-            gen = torch.Generator().manual_seed(zlib.crc32(name.encode()))
-            idx = torch.randint(n, (sample_size(n),), generator=gen)
             stats = self.statistic(
                 spec,
                 params,
-                lambda: (base[idx], [m[idx] for m in models]),
+                _whole_sample(spec, base, models),
                 lambda: iter([(base, models)]),
+                brackets,
             )
         itemsize = torch.empty((), dtype=out_dtype).element_size()
-        out = self.out_buffers.take(n * itemsize).view(out_dtype)
+        out = self.out_buffers.take(spec.numel * itemsize).view(out_dtype)
         self.combine(name, params, stats, base, models, out, 0)
         return out
 
@@ -654,9 +707,12 @@ def _stream_all(
                 if not budget.acquire(streamer.input_bytes(spec)):
                     return
                 if plan.mmap:
-                    inbox.put((spec.name, streamer.map(spec.name)))
+                    base, models = streamer.map(spec.name)
                 else:
-                    inbox.put((spec.name, streamer.read(spec.name)))
+                    base, models = streamer.read(spec.name)
+                brackets = streamer.presample(spec, base, models)
+                inbox.put((spec.name, (base, models, brackets)))
+                del base, models
         except BaseException as err:  # handed to the merging thread
             inbox.put((None, err))
 
@@ -831,9 +887,15 @@ def run_merge(plan: MergePlan) -> dict[str, Any]:
                 compiler.start()
                 if plan.compile_wait:
                     compiler.join()
+            # The collector would otherwise walk every object of the imported
+            # libraries each time the merge's allocations trigger a full
+            # collection (seconds over a large merge); objects that exist now
+            # are left out of collections until the merge ends.
+            gc.freeze()
             try:
                 _stream_all(streamer, specs, out_specs)
             finally:
+                gc.unfreeze()
                 if compiler is not None:
                     compiler.join()
         finally:

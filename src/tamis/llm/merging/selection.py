@@ -55,6 +55,12 @@ def kth_largest(values: torch.Tensor, k: int) -> float:
     n = values.numel()
     if not 1 <= k <= n:
         raise ValueError(f"k: got {k}, expected 1 <= k <= {n}")
+    if values.dtype == torch.float32 and values.device.type == "cpu":
+        # numpy's introselect is several times faster than torch.kthvalue on
+        # the CPU; both order NaN above everything (magnitudes are never -0.0,
+        # the one value the two may order differently).
+        a = values.detach().contiguous().numpy()
+        return float(np.partition(a, n - k)[n - k])
     return float(torch.kthvalue(values, n - k + 1).values)
 
 

@@ -16,10 +16,12 @@
  * float32 and stored in the output dtype (rounded to nearest even, as torch).
  *
  * Both read each input once. The counting pass walks the base in chunks that
- * stay in the L1 cache while every expert is compared with it; the merge takes
- * eight elements of every expert at a time. With AVX2 and F16C eight lanes go
- * per step; otherwise (or with -DTAMIS_NO_SIMD) a scalar loop gives the same
- * result.
+ * stay in the L1 cache while every expert is compared with it, and appends the
+ * band values of eight lanes at a time by a table-driven left-pack (no
+ * branch); the merge takes eight elements of every expert at a time, with the
+ * task vectors in registers for up to eight experts. With AVX2 and F16C eight
+ * lanes go per step; otherwise (or with -DTAMIS_NO_SIMD) a scalar loop gives
+ * the same result.
  */
 #include <math.h>
 #include <stdint.h>
@@ -126,6 +128,18 @@ static inline __m256 bf16_load8(const uint16_t *p) {
 #endif
 
 #ifdef TAMIS_SIMD
+/* tamis_pack[m]: the lanes whose bit is set in m, in order, then zeros. */
+static int32_t tamis_pack[256][8];
+
+__attribute__((constructor)) static void tamis_pack_init(void) {
+    for (int m = 0; m < 256; m++) {
+        int j = 0;
+        for (int lane = 0; lane < 8; lane++)
+            if (m >> lane & 1) tamis_pack[m][j++] = lane;
+        while (j < 8) tamis_pack[m][j++] = 0;
+    }
+}
+
 #define TAMIS_SIMD_STEPS(LOAD8)                                                  \
     for (; i + 8 <= end; i += 8) {                                               \
         __m256 a = _mm256_andnot_ps(                                             \
@@ -135,14 +149,12 @@ static inline __m256 bf16_load8(const uint16_t *p) {
         cl += __builtin_popcount(ge);                                            \
         ch += __builtin_popcount(gt);                                            \
         unsigned in = ge & ~gt;                                                  \
-        if (in) {                                                                \
-            float lanes[8];                                                      \
-            _mm256_storeu_ps(lanes, a);                                          \
-            while (in) {                                                         \
-                out[nb++] = lanes[__builtin_ctz(in)];                            \
-                in &= in - 1;                                                    \
-            }                                                                    \
-        }                                                                        \
+        /* Left-pack the lanes in the band and store all eight: only the     \
+           first popcount(in) count, the rest is overwritten next. No branch \
+           to mispredict; nb <= i, so the store stays below out + i + 8. */  \
+        __m256i perm = _mm256_loadu_si256((const __m256i *)tamis_pack[in]);     \
+        _mm256_storeu_ps(out + nb, _mm256_permutevar8x32_ps(a, perm));           \
+        nb += __builtin_popcount(in);                                            \
     }
 #define TAMIS_SIMD_SETUP                                                         \
     const __m256 sign = _mm256_set1_ps(-0.0f);                                   \
@@ -252,13 +264,95 @@ TAMIS_BAND(tamis_band_bf16, uint16_t, bf16_load, bf16_load8)
 #define TAMIS_TIES_SIMD_STEP(LOAD8)
 #endif
 
-#define TAMIS_TIES(NAME, T, LOAD, LOAD8)                                         \
+#ifdef TAMIS_SIMD
+/* The same eight-lane step for K <= 8 experts with the task vectors held in
+ * registers: inlined with K a constant (see TAMIS_TIES_BLOCKS), the loops over
+ * the experts unroll. Same operations in the same order as the step above.
+ * Returns the index after the last full group of eight. */
+#define TAMIS_TIES_REG(NAME, T, LOAD8)                                           \
+    static inline __attribute__((always_inline)) int64_t NAME(                  \
+        const T *base, const T *const *models, const int K, int64_t n,          \
+        const int *trim, const float *below, const float *weight,               \
+        float scaling, int out_kind, void *out) {                                \
+        const __m256 zero = _mm256_setzero_ps(), one = _mm256_set1_ps(1.0f);     \
+        const __m256 sc = _mm256_set1_ps(scaling);                               \
+        int64_t i = 0;                                                           \
+        for (; i + 8 <= n; i += 8) {                                             \
+            __m256 xs[8];                                                        \
+            __m256 b = LOAD8(base + i);                                          \
+            __m256 elected = zero;                                               \
+            for (int k = 0; k < K; k++) {                                        \
+                __m256 x = _mm256_sub_ps(LOAD8(models[k] + i), b);               \
+                if (trim[k]) {                                                   \
+                    __m256 lb = _mm256_set1_ps(below[k]);                        \
+                    __m256 small = _mm256_and_ps(                                \
+                        _mm256_cmp_ps(x, _mm256_sub_ps(zero, lb), _CMP_GE_OQ),   \
+                        _mm256_cmp_ps(x, lb, _CMP_LE_OQ));                       \
+                    x = _mm256_andnot_ps(small, x);                              \
+                }                                                                \
+                x = _mm256_mul_ps(x, _mm256_set1_ps(weight[k]));                 \
+                elected = k == 0 ? x : _mm256_add_ps(elected, x);                \
+                xs[k] = x;                                                       \
+            }                                                                    \
+            __m256 s = _mm256_sub_ps(                                            \
+                _mm256_and_ps(_mm256_cmp_ps(elected, zero, _CMP_GT_OQ), one),    \
+                _mm256_and_ps(_mm256_cmp_ps(elected, zero, _CMP_LT_OQ), one));   \
+            __m256 total = zero, count = zero;                                   \
+            for (int k = 0; k < K; k++) {                                        \
+                __m256 v = _mm256_mul_ps(xs[k], s);                              \
+                __m256 u = _mm256_andnot_ps(_mm256_cmp_ps(v, zero, _CMP_LT_OQ), v); \
+                total = k == 0 ? u : _mm256_add_ps(total, u);                    \
+                count = _mm256_add_ps(                                           \
+                    count, _mm256_and_ps(_mm256_cmp_ps(u, zero, _CMP_GT_OQ), one)); \
+            }                                                                    \
+            __m256 merged = _mm256_div_ps(total, _mm256_max_ps(count, one));     \
+            merged = _mm256_add_ps(_mm256_mul_ps(merged, s), zero);              \
+            merged = _mm256_add_ps(_mm256_mul_ps(merged, sc), b);                \
+            if (out_kind == TAMIS_OUT_F32) {                                     \
+                _mm256_storeu_ps((float *)out + i, merged);                      \
+            } else if (out_kind == TAMIS_OUT_F16) {                              \
+                _mm_storeu_si128((__m128i *)((uint16_t *)out + i),               \
+                                 _mm256_cvtps_ph(merged, _MM_FROUND_TO_NEAREST_INT)); \
+            } else {                                                             \
+                float lanes[8];                                                  \
+                _mm256_storeu_ps(lanes, merged);                                 \
+                for (int j = 0; j < 8; j++) store1(out, out_kind, i + j, lanes[j]); \
+            }                                                                    \
+        }                                                                        \
+        return i;                                                                \
+    }
+
+TAMIS_TIES_REG(ties_reg_f32, float, f32_load8)
+TAMIS_TIES_REG(ties_reg_f16, uint16_t, f16_load8)
+TAMIS_TIES_REG(ties_reg_bf16, uint16_t, bf16_load8)
+
+#define TAMIS_TIES_CALL(REG, K)                                                  \
+    i0 = REG(base, models, K, n, trim, below, weight, scaling, out_kind, out)
+#define TAMIS_TIES_BLOCKS(REG)                                                   \
+    switch (n_models) {                                                          \
+    case 1: TAMIS_TIES_CALL(REG, 1); break;                                      \
+    case 2: TAMIS_TIES_CALL(REG, 2); break;                                      \
+    case 3: TAMIS_TIES_CALL(REG, 3); break;                                      \
+    case 4: TAMIS_TIES_CALL(REG, 4); break;                                      \
+    case 5: TAMIS_TIES_CALL(REG, 5); break;                                      \
+    case 6: TAMIS_TIES_CALL(REG, 6); break;                                      \
+    case 7: TAMIS_TIES_CALL(REG, 7); break;                                      \
+    case 8: TAMIS_TIES_CALL(REG, 8); break;                                      \
+    default: break;                                                              \
+    }
+#else
+#define TAMIS_TIES_BLOCKS(REG)
+#endif
+
+#define TAMIS_TIES(NAME, T, LOAD, LOAD8, REG)                                    \
     int NAME(const T *base, const T *const *models, int n_models, int64_t n,    \
              const int *trim, const float *below, const float *weight,          \
              float scaling, int out_kind, void *out) {                           \
         float *xs = malloc(sizeof(float) * TAMIS_TIES_LANES * (size_t)n_models); \
         if (xs == NULL) return -1;                                               \
-        for (int64_t i = 0; i < n;) {                                            \
+        int64_t i0 = 0;                                                          \
+        TAMIS_TIES_BLOCKS(REG)                                                   \
+        for (int64_t i = i0; i < n;) {                                           \
             TAMIS_TIES_SIMD_STEP(LOAD8)                                          \
             float b = LOAD(base + i), elected = 0.0f;                            \
             for (int k = 0; k < n_models; k++) {                                 \
@@ -285,6 +379,6 @@ TAMIS_BAND(tamis_band_bf16, uint16_t, bf16_load, bf16_load8)
         return 0;                                                                \
     }
 
-TAMIS_TIES(tamis_ties_f32, float, f32_load, f32_load8)
-TAMIS_TIES(tamis_ties_f16, uint16_t, f16_load, f16_load8)
-TAMIS_TIES(tamis_ties_bf16, uint16_t, bf16_load, bf16_load8)
+TAMIS_TIES(tamis_ties_f32, float, f32_load, f32_load8, ties_reg_f32)
+TAMIS_TIES(tamis_ties_f16, uint16_t, f16_load, f16_load8, ties_reg_f16)
+TAMIS_TIES(tamis_ties_bf16, uint16_t, bf16_load, bf16_load8, ties_reg_bf16)
