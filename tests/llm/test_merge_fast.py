@@ -10,7 +10,9 @@ from __future__ import annotations
 import math
 import shutil
 import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -417,3 +419,40 @@ def test_reader_asks_for_each_tensor_once_and_ahead_of_its_read(
     first_map = events.index(("map", names[0]))
     ahead = sum(1 for e, _ in events[:first_map] if e == "advise") // sources
     assert ahead == (len(names) - 1 if ahead_wanted == "all" else ahead_wanted)
+
+
+@pytest.mark.parametrize("where", ["reader", "sampler"])
+def test_an_error_in_a_stage_thread_fails_the_merge_cleanly(
+    tiny_models: dict,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    where: str,
+) -> None:
+    import tamis.llm.merging.engine as engine
+    from tamis.llm.merging.io import SafetensorsSource
+
+    calls = {"n": 0}
+
+    def fail_on_third(original: Callable[..., Any]) -> Callable[..., Any]:
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            calls["n"] += 1
+            if calls["n"] == 3:
+                raise OSError(f"{where} failed on purpose")
+            return original(*args, **kwargs)
+
+        return wrapper
+
+    if where == "reader":
+        target, attr = SafetensorsSource, "map_flat"
+    else:
+        target, attr = engine._Streamer, "presample"
+    monkeypatch.setattr(target, attr, fail_on_third(getattr(target, attr)))
+    params = MergeParams(scaling=1.0, weights=[1.0] * 3, densities=[0.5] * 3)
+    before = set(threading.enumerate())
+    with pytest.raises(OSError, match=f"{where} failed on purpose"):
+        run_merge(_ties_plan(tiny_models, tmp_path, params))
+    # No output and no half-assembled temporary directory are left behind.
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+    # The stage threads have ended.
+    left = [t for t in threading.enumerate() if t not in before]
+    assert not [t for t in left if t.name.startswith("merge-")]

@@ -4,10 +4,11 @@ The in-memory merge (:func:`merge_state_dicts`) applies each method's reference
 maths to whole float32 task vectors. The streaming engine (:func:`run_merge`)
 produces the same bytes with bounded memory and both CPU cores:
 
-- a **reader thread** reads the next tensors of the base and the experts
-  (``os.pread``, prefetch bounded by ``prefetch_bytes``) while the current one
-  is merged, and a **writer thread** writes finished tensors into their place
-  in the pre-laid-out output shards;
+- a **reader thread** maps (or, with ``mmap: false``, reads) the next tensors
+  of the base and the experts, prefetch bounded by ``prefetch_bytes``, while
+  the current one is merged; for TIES a **sampler thread** then draws each
+  tensor's threshold brackets; a **writer thread** writes finished tensors
+  into their place in the pre-laid-out output shards;
 - the merge itself runs in **cache-sized flat blocks** (``kernel_block``
   elements) on ``threads`` worker threads, each with one torch thread and its
   own reusable buffers (no OpenMP barriers to spin on a busy machine), through
@@ -677,10 +678,11 @@ class _Streamer:
 def _stream_all(
     streamer: _Streamer, specs: Sequence[TensorSpec], out_specs: Sequence[TensorSpec]
 ) -> None:
-    """Reader thread -> merge (this thread + workers) -> writer thread."""
+    """Reader -> sampler -> merge (this thread + workers) -> writer thread."""
     plan = streamer.plan
     budget = _Budget(plan.prefetch_bytes, min_items=2)
     write_budget = _Budget(plan.write_queue_bytes)
+    staged: queue.Queue = queue.Queue()  # read, brackets not yet drawn
     inbox: queue.Queue = queue.Queue()
     outbox: queue.Queue = queue.Queue()
     errors: list[BaseException] = []
@@ -707,14 +709,32 @@ def _stream_all(
                 if not budget.acquire(streamer.input_bytes(spec)):
                     return
                 if plan.mmap:
-                    base, models = streamer.map(spec.name)
+                    staged.put((spec, streamer.map(spec.name)))
                 else:
-                    base, models = streamer.read(spec.name)
-                brackets = streamer.presample(spec, base, models)
-                inbox.put((spec.name, (base, models, brackets)))
-                del base, models
+                    staged.put((spec, streamer.read(spec.name)))
         except BaseException as err:  # handed to the merging thread
-            inbox.put((None, err))
+            staged.put((None, err))
+        finally:
+            staged.put(None)
+
+    def sampler() -> None:
+        # Draws the TIES brackets of each tensor the reader has read, so that
+        # neither the reads nor the merge wait for the draws.
+        while True:
+            item = staged.get()
+            if item is None:
+                return
+            spec, data = item
+            if spec is None:
+                inbox.put((None, data))
+                return
+            try:
+                brackets = streamer.presample(spec, *data)
+            except BaseException as err:
+                inbox.put((None, err))
+                return
+            inbox.put((spec.name, (*data, brackets)))
+            del item, data
 
     def write_loop() -> None:
         while True:
@@ -733,6 +753,7 @@ def _stream_all(
 
     threads = [
         threading.Thread(target=reader, name="merge-reader", daemon=True),
+        threading.Thread(target=sampler, name="merge-sampler", daemon=True),
         threading.Thread(target=write_loop, name="merge-writer", daemon=True),
     ]
     for t in threads:
