@@ -12,7 +12,10 @@ Parts (``--parts``, comma-separated; each writes its own JSON file):
   measurements of the I/O bound (read every input of that method once, write
   one output once and fsync) in the same cache state (cold: the inputs are
   evicted from the page cache with posix_fadvise first; warm: read once
-  before). An in-process profile of the merge's phases on two decoder blocks
+  before). Each row also has the engine's own seconds (from the output's
+  ``tamis_merge.json``: inputs opened to output renamed), and ``startup_s`` is
+  the fastest of three ``tamis -q llm merge --help`` runs, the start-up every
+  merge command pays. An in-process profile of the merge's phases on two decoder blocks
   gives the compute cost per parameter. The generated models are deleted
   afterwards unless ``--keep``. -> ``results/merging_speed.json``
 - ``profile``: only that profile, on the models a ``speed --keep`` run left,
@@ -386,6 +389,13 @@ def part_speed(args: argparse.Namespace) -> None:
     }
     out_json = HERE / "results/merging_speed.json"
     out = work / "merged"
+    # What every merge command pays before merging: Python, torch, the CLI.
+    results["startup_s"] = min(
+        measure([str(ROOT / ".venv/bin/tamis"), "-q", "llm", "merge", "--help"])[
+            "seconds"
+        ]
+        for _ in range(3)
+    )
     for entry in args.speed_methods.split(","):
         # "ties+compile": the same merge with the compiled kernels.
         method, _, option = entry.partition("+")
@@ -407,6 +417,9 @@ def part_speed(args: argparse.Namespace) -> None:
                 [str(ROOT / ".venv/bin/tamis"), "-q", "llm", "merge", str(cfg)],
                 env=thread_env(args),
             )
+            # The engine's own clock: from opening the inputs to the output
+            # renamed into place (the command adds Python and torch start-up).
+            engine_s = json.loads((out / "tamis_merge.json").read_text())["seconds"]
             shutil.rmtree(out, ignore_errors=True)
             after = io_bound(inputs, out_bytes, cache, work / "io-probe.bin")
             load_after = os.getloadavg()
@@ -427,6 +440,8 @@ def part_speed(args: argparse.Namespace) -> None:
                 "io_bound_after": after,
                 "io_bound_s": bound,
                 "ratio_to_io_bound": run["seconds"] / bound,
+                "engine_seconds": engine_s,
+                "engine_ratio_to_io_bound": engine_s / bound,
                 "ratio_range": [
                     run["seconds"] / max(before["total_s"], after["total_s"]),
                     run["seconds"] / min(before["total_s"], after["total_s"]),
