@@ -5,8 +5,9 @@ Parts (``--parts``, comma-separated; each writes its own JSON file):
 
 - ``speed``: three synthetic ~1B-parameter fp16 Llama-shaped experts plus a base
   are generated under ``--work``; streaming merges (``--speed-methods``, TIES
-  at density 0.5; ``ties+compile`` uses the compiled TIES kernels: C where a
-  C compiler is present, else torch.compile) with tamis
+  at density 0.5 with the eager kernels, ``compile: false``; ``ties+compile``
+  with ``compile: true``, the C kernels where a C compiler is present, else
+  torch.compile) with tamis
   are timed in fresh processes with ``--threads``
   worker threads, with peak RSS and CPU seconds, each between two
   measurements of the I/O bound (read every input of that method once, write
@@ -25,7 +26,8 @@ Parts (``--parts``, comma-separated; each writes its own JSON file):
   options this script does not know.
 - ``mergekit``: the same TIES merge of the three experts with tamis and with
   mergekit 0.1.5 (installed into its own virtualenv under ``--work``), wall time
-  and peak RSS of each, in fresh processes. -> ``results/merging_mergekit.json``
+  and peak RSS of each, in fresh processes; tamis with its default kernels
+  (``compile: auto``). -> ``results/merging_mergekit.json``
 
 All timings are taken on a shared 2-core CPU machine and vary with its load.
 
@@ -399,7 +401,9 @@ def part_speed(args: argparse.Namespace) -> None:
     for entry in args.speed_methods.split(","):
         # "ties+compile": the same merge with the compiled kernels.
         method, _, option = entry.partition("+")
-        extra = {"compile": True} if option == "compile" else None
+        # Plain "ties" is the eager kernels (compile: false), "ties+compile"
+        # the C ones (compile: true, torch.compile where C cannot be built).
+        extra = {"compile": option == "compile"}
         # Linear merges full weights: it never reads the base.
         dirs = experts if method == "linear" else [base, *experts]
         inputs = [f for d in dirs for f in model_files(d)]

@@ -40,8 +40,13 @@ def _coefficients(base: Path, k: int) -> LayerCoefficients:
     "method", ["linear", "task_arithmetic", "ties", "dare_linear", "dare_ties"]
 )
 @pytest.mark.parametrize("with_coefficients", [False, True])
+@pytest.mark.parametrize("kernels", [False, "auto"])  # eager; C where it builds
 def test_streaming_equals_in_memory_bit_for_bit(
-    tiny_models: dict, tmp_path: Path, method: str, with_coefficients: bool
+    tiny_models: dict,
+    tmp_path: Path,
+    method: str,
+    with_coefficients: bool,
+    kernels: bool | str,
 ) -> None:
     base, experts = tiny_models["base"], tiny_models["experts"]
     params = MergeParams(
@@ -63,9 +68,12 @@ def test_streaming_equals_in_memory_bit_for_bit(
         output=tmp_path / "merged",
         chunk_numel=1500,  # forces row blocks on every matrix
         max_shard_bytes=40_000,  # forces several shards
+        compile=kernels,
     )
     summary = run_merge(plan)
     assert len(summary["files"]) > 1
+    if not kernels:
+        assert summary["kernels"] == "eager"
     streamed = _state(tmp_path / "merged")
     reference = merge_state_dicts(
         method, _state(base), [_state(e) for e in experts], params, coefficients

@@ -7,6 +7,7 @@ bit, on data with ties, exact zeros, signed zeros and negative weights.
 
 from __future__ import annotations
 
+import logging
 import math
 import shutil
 import threading
@@ -209,8 +210,9 @@ def _state(model_dir: Path) -> dict[str, torch.Tensor]:
 
 
 @pytest.mark.parametrize("method", ["linear", "task_arithmetic", "ties", "dare_ties"])
+@pytest.mark.parametrize("kernels", [False, "auto"])
 def test_threaded_block_engine_equals_in_memory(
-    tiny_models: dict, tmp_path: Path, method: str
+    tiny_models: dict, tmp_path: Path, method: str, kernels: bool | str
 ) -> None:
     base, experts = tiny_models["base"], tiny_models["experts"]
     params = MergeParams(
@@ -231,6 +233,7 @@ def test_threaded_block_engine_equals_in_memory(
         prefetch_bytes=1,  # reader holds two tensors at a time
         write_queue_bytes=1,
         flush_bytes=1,  # background flush after every write
+        compile=kernels,
     )
     summary = run_merge(plan)
     assert summary["threads"] == 2
@@ -259,7 +262,11 @@ def test_engine_restores_torch_threads(tiny_models: dict, tmp_path: Path) -> Non
 def _ties_plan(
     tiny_models: dict, tmp_path: Path, params: MergeParams, **options: object
 ) -> MergePlan:
-    """A two-thread TIES merge of the tiny models into ``tmp_path / merged``."""
+    """A two-thread TIES merge of the tiny models into ``tmp_path / merged``.
+
+    The eager kernels unless ``options`` set ``compile``.
+    """
+    options = {"compile": False, **options}
     return MergePlan(
         method="ties",
         base=tiny_models["base"],
@@ -456,3 +463,73 @@ def test_an_error_in_a_stage_thread_fails_the_merge_cleanly(
     # The stage threads have ended.
     left = [t for t in threading.enumerate() if t not in before]
     assert not [t for t in left if t.name.startswith("merge-")]
+
+
+@pytest.mark.skipif(shutil.which("cc") is None, reason="needs a C compiler")
+@pytest.mark.parametrize("builds", [True, False])
+def test_auto_kernels_are_the_c_ones_where_they_build_else_eager(
+    tiny_models: dict,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    builds: bool,
+) -> None:
+    from tamis.llm.merging import engine
+    from tamis.llm.merging.native import NativeBuildError, NativeTies
+
+    monkeypatch.setenv("TAMIS_CACHE", str(tmp_path / "cache"))
+    if not builds:
+
+        def unavailable() -> NativeTies:
+            raise NativeBuildError("no compiler in this test")
+
+        monkeypatch.setattr(engine, "load_native", unavailable)
+
+    def no_torch_compile(*args: object) -> None:
+        raise AssertionError("auto must not try torch.compile")
+
+    monkeypatch.setattr(engine, "_compile_ties", no_torch_compile)
+    params = MergeParams(scaling=0.8, weights=[1.0, 0.7, 1.1], densities=[0.4] * 3)
+    plan = _ties_plan(tiny_models, tmp_path, params, compile="auto")
+    with caplog.at_level(logging.INFO, logger="tamis.llm.merging.engine"):
+        summary = run_merge(plan)
+    assert summary["kernels"] == ("native" if builds else "eager")
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    streamed = _state(tmp_path / "merged")
+    reference = merge_state_dicts(
+        "ties",
+        _state(tiny_models["base"]),
+        [_state(e) for e in tiny_models["experts"]],
+        params,
+    )
+    for name, tensor in reference.items():
+        assert torch.equal(streamed[name].view(torch.uint8), tensor.view(torch.uint8))
+
+
+@pytest.mark.parametrize(
+    ("value", "ok"), [("auto", True), (True, True), (False, True), ("yes", False)]
+)
+def test_merge_config_compile_values(value: object, ok: bool) -> None:
+    from tamis.core.config import ConfigError, from_dict
+    from tamis.llm.config import MergeConfig
+
+    data = {
+        "method": "ties",
+        "output": "o",
+        "base_model": "b",
+        "models": [{"model": "m"}],
+    }
+    if ok:
+        assert from_dict(MergeConfig, {**data, "compile": value}).compile == value
+        assert from_dict(MergeConfig, data).compile == "auto"
+    else:
+        with pytest.raises(ConfigError, match="compile"):
+            from_dict(MergeConfig, {**data, "compile": value})
+
+
+def test_engine_rejects_an_unknown_compile_value(
+    tiny_models: dict, tmp_path: Path
+) -> None:
+    params = MergeParams(scaling=1.0, weights=[1.0] * 3, densities=[0.5] * 3)
+    with pytest.raises(ValueError, match="compile: got 'sometimes'"):
+        run_merge(_ties_plan(tiny_models, tmp_path, params, compile="sometimes"))

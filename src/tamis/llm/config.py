@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from tamis.core.config import param, register_config
 from tamis.llm.merging.sens import LAYER_NORMS, TAU_TRANSFORMS
@@ -181,10 +182,11 @@ class MergeConfig:
     )
     block_numel: int = param(1 << 22, "elements per row block of a big tensor", ge=1)
     max_shard_mb: int = param(2048, "largest output shard, MiB", ge=1)
-    compile: bool = param(
-        False,
-        "compiled TIES kernels: C, built once with the system C compiler, or "
-        "torch.compile where that fails (same result; faster on large merges)",
+    compile: bool | Literal["auto"] = param(
+        "auto",
+        "TIES kernels, all giving the same bytes: auto (C, built once with the "
+        "system C compiler, where that works; else eager), true (C, else "
+        "torch.compile), false (eager torch)",
     )
     flush_mb: int = param(
         128,

@@ -17,10 +17,11 @@ produces the same bytes with bounded memory and both CPU cores:
 - TIES's magnitude thresholds come from an exact sampled-bracket selection
   (:mod:`tamis.llm.merging.selection`) in one counting pass, with an exact
   radix selection as the fallback;
-- with ``compile: true``, TIES's counting pass and merge kernel run in C
-  (:mod:`tamis.llm.merging.native`, built with the system C compiler), or,
-  where that cannot be built, as ``torch.compile`` kernels
-  (:mod:`tamis.llm.merging.compiled`); all give the eager kernels' bytes;
+- by default (``compile: auto``) TIES's counting pass and merge kernel run in
+  C (:mod:`tamis.llm.merging.native`, built with the system C compiler) where
+  that can be built; with ``compile: true``, where it cannot, as
+  ``torch.compile`` kernels (:mod:`tamis.llm.merging.compiled`); all give the
+  eager kernels' bytes;
 - tensors above ``chunk_numel`` elements are never held whole: they are read
   in row groups of about ``block_numel`` elements, once for the threshold and
   once for the merge.
@@ -109,12 +110,14 @@ class MergePlan:
         flush_bytes: Output bytes after which a background thread flushes a
             shard to disk, so that writing overlaps the merge (0 = flush only
             at the end).
-        compile: Use compiled TIES kernels, same results: the C kernels of
-            :mod:`~tamis.llm.merging.native` (built in about a second, then
-            cached), or where they cannot be built those of
+        compile: Which TIES kernels run (all give the same bytes). ``True``:
+            the C kernels of :mod:`~tamis.llm.merging.native` (built in about
+            a second, then cached), or where they cannot be built those of
             :mod:`~tamis.llm.merging.compiled` (a few seconds of
             ``torch.compile``, overlapped with the merge: blocks merged before
-            they are ready use the eager kernels).
+            they are ready use the eager kernels). ``"auto"``: the C kernels
+            where they can be built, else the eager ones, without trying
+            ``torch.compile``. ``False``: the eager kernels.
         compile_wait: Wait for the ``torch.compile`` kernels before merging, so
             that every eligible block uses them.
     """
@@ -139,7 +142,7 @@ class MergePlan:
     write_queue_bytes: int = 64 * 1024**2
     mmap: bool = True
     flush_bytes: int = 128 * 1024**2
-    compile: bool = False
+    compile: bool | str = "auto"
     compile_wait: bool = False
 
 
@@ -800,7 +803,8 @@ def _load_native(
     models: Sequence[SafetensorsSource],
     specs: Sequence[TensorSpec],
 ) -> NativeTies | None:
-    """The C TIES kernels, or None (logged: torch.compile is tried instead)."""
+    """The C TIES kernels, or None (logged; with ``compile: true``
+    torch.compile is tried instead, with ``auto`` the eager kernels run)."""
     if plan.method != "ties" or base is None:
         return None
     first = next((s for s in specs if s.dtype.is_floating_point), None)
@@ -814,7 +818,12 @@ def _load_native(
     try:
         native = load_native()
     except NativeBuildError as err:
-        log.warning("compile: no native TIES kernels (%s); trying torch.compile", err)
+        if plan.compile == "auto":
+            log.info("no native TIES kernels (%s); eager kernels", err)
+        else:
+            log.warning(
+                "compile: no native TIES kernels (%s); trying torch.compile", err
+            )
         return None
     log.info("compile: native TIES kernels ready in %.2f s", time.perf_counter() - t)
     return native
@@ -879,6 +888,8 @@ def run_merge(plan: MergePlan) -> dict[str, Any]:
         )
         for s in specs
     ]
+    if plan.compile not in (True, False, "auto"):
+        raise ValueError(f"compile: got {plan.compile!r}, expected true, false or auto")
     threads = plan.threads or torch.get_num_threads()
     if threads < 1:
         raise ValueError(f"threads: got {threads}, expected at least 1")
@@ -894,10 +905,10 @@ def run_merge(plan: MergePlan) -> dict[str, Any]:
         try:
             streamer = _Streamer(plan, method, base, models, writer, pool)
             compiler = None
-            if plan.compile:
+            if plan.compile:  # True or "auto"
                 # The C kernels build in about a second (then cached).
                 streamer.native = _load_native(plan, base, models, specs)
-            if plan.compile and streamer.native is None:
+            if plan.compile is True and streamer.native is None:
                 # torch.compile takes seconds: compile in the background; blocks
                 # merged before the kernels are ready use the eager ones (the
                 # results are the same).
