@@ -215,70 +215,22 @@ TAMIS_BAND(tamis_band_bf16, uint16_t, bf16_load, bf16_load8)
 #define TAMIS_TIES_LANES 8
 
 #ifdef TAMIS_SIMD
-#define TAMIS_TIES_SIMD_STEP(LOAD8)                                              \
-    if (i + 8 <= n) {                                                            \
-        const __m256 zero = _mm256_setzero_ps(), one = _mm256_set1_ps(1.0f);     \
-        __m256 b = LOAD8(base + i);                                              \
-        __m256 elected = zero;                                                   \
-        for (int k = 0; k < n_models; k++) {                                     \
-            __m256 x = _mm256_sub_ps(LOAD8(models[k] + i), b);                   \
-            if (trim[k]) {                                                       \
-                __m256 lb = _mm256_set1_ps(below[k]);                            \
-                __m256 small = _mm256_and_ps(                                    \
-                    _mm256_cmp_ps(x, _mm256_sub_ps(zero, lb), _CMP_GE_OQ),       \
-                    _mm256_cmp_ps(x, lb, _CMP_LE_OQ));                           \
-                x = _mm256_andnot_ps(small, x);                                  \
-            }                                                                    \
-            x = _mm256_mul_ps(x, _mm256_set1_ps(weight[k]));                     \
-            elected = k == 0 ? x : _mm256_add_ps(elected, x);                    \
-            _mm256_storeu_ps(xs + 8 * k, x);                                     \
-        }                                                                        \
-        __m256 s = _mm256_sub_ps(                                                \
-            _mm256_and_ps(_mm256_cmp_ps(elected, zero, _CMP_GT_OQ), one),        \
-            _mm256_and_ps(_mm256_cmp_ps(elected, zero, _CMP_LT_OQ), one));       \
-        __m256 total = zero, count = zero;                                       \
-        for (int k = 0; k < n_models; k++) {                                     \
-            __m256 v = _mm256_mul_ps(_mm256_loadu_ps(xs + 8 * k), s);            \
-            __m256 u = _mm256_andnot_ps(_mm256_cmp_ps(v, zero, _CMP_LT_OQ), v);  \
-            total = k == 0 ? u : _mm256_add_ps(total, u);                        \
-            count = _mm256_add_ps(                                               \
-                count, _mm256_and_ps(_mm256_cmp_ps(u, zero, _CMP_GT_OQ), one));  \
-        }                                                                        \
-        __m256 merged = _mm256_div_ps(total, _mm256_max_ps(count, one));         \
-        merged = _mm256_add_ps(_mm256_mul_ps(merged, s), zero);                  \
-        merged = _mm256_add_ps(_mm256_mul_ps(merged, _mm256_set1_ps(scaling)), b); \
-        if (out_kind == TAMIS_OUT_F32) {                                         \
-            _mm256_storeu_ps((float *)out + i, merged);                          \
-        } else if (out_kind == TAMIS_OUT_F16) {                                  \
-            _mm_storeu_si128((__m128i *)((uint16_t *)out + i),                   \
-                             _mm256_cvtps_ph(merged, _MM_FROUND_TO_NEAREST_INT)); \
-        } else {                                                                 \
-            float lanes[8];                                                      \
-            _mm256_storeu_ps(lanes, merged);                                     \
-            for (int j = 0; j < 8; j++) store1(out, out_kind, i + j, lanes[j]);  \
-        }                                                                        \
-        i += 8;                                                                  \
-        continue;                                                                \
-    }
-#else
-#define TAMIS_TIES_SIMD_STEP(LOAD8)
-#endif
-
-#ifdef TAMIS_SIMD
-/* The same eight-lane step for K <= 8 experts with the task vectors held in
- * registers: inlined with K a constant (see TAMIS_TIES_BLOCKS), the loops over
- * the experts unroll. Same operations in the same order as the step above.
+/* Eight lanes per step: the same operations in the same order as the scalar
+ * loop below. Inlined with K a constant up to eight (see TAMIS_TIES_BLOCKS),
+ * the loops over the experts unroll and the task vectors stay in registers;
+ * more experts keep theirs in `heap` (K vectors, 32-byte aligned).
  * Returns the index after the last full group of eight. */
 #define TAMIS_TIES_REG(NAME, T, LOAD8)                                           \
     static inline __attribute__((always_inline)) int64_t NAME(                  \
         const T *base, const T *const *models, const int K, int64_t n,          \
         const int *trim, const float *below, const float *weight,               \
-        float scaling, int out_kind, void *out) {                                \
+        float scaling, int out_kind, void *out, __m256 *heap) {                  \
         const __m256 zero = _mm256_setzero_ps(), one = _mm256_set1_ps(1.0f);     \
         const __m256 sc = _mm256_set1_ps(scaling);                               \
+        __m256 local[8];                                                         \
+        __m256 *xs = K <= 8 ? local : heap;                                      \
         int64_t i = 0;                                                           \
         for (; i + 8 <= n; i += 8) {                                             \
-            __m256 xs[8];                                                        \
             __m256 b = LOAD8(base + i);                                          \
             __m256 elected = zero;                                               \
             for (int k = 0; k < K; k++) {                                        \
@@ -327,7 +279,8 @@ TAMIS_TIES_REG(ties_reg_f16, uint16_t, f16_load8)
 TAMIS_TIES_REG(ties_reg_bf16, uint16_t, bf16_load8)
 
 #define TAMIS_TIES_CALL(REG, K)                                                  \
-    i0 = REG(base, models, K, n, trim, below, weight, scaling, out_kind, out)
+    i0 = REG(base, models, K, n, trim, below, weight, scaling, out_kind, out, \
+             (__m256 *)xs)
 #define TAMIS_TIES_BLOCKS(REG)                                                   \
     switch (n_models) {                                                          \
     case 1: TAMIS_TIES_CALL(REG, 1); break;                                      \
@@ -338,22 +291,24 @@ TAMIS_TIES_REG(ties_reg_bf16, uint16_t, bf16_load8)
     case 6: TAMIS_TIES_CALL(REG, 6); break;                                      \
     case 7: TAMIS_TIES_CALL(REG, 7); break;                                      \
     case 8: TAMIS_TIES_CALL(REG, 8); break;                                      \
-    default: break;                                                              \
+    default: TAMIS_TIES_CALL(REG, n_models); break;                              \
     }
 #else
 #define TAMIS_TIES_BLOCKS(REG)
 #endif
 
-#define TAMIS_TIES(NAME, T, LOAD, LOAD8, REG)                                    \
+#define TAMIS_TIES(NAME, T, LOAD, REG)                                    \
     int NAME(const T *base, const T *const *models, int n_models, int64_t n,    \
              const int *trim, const float *below, const float *weight,          \
              float scaling, int out_kind, void *out) {                           \
-        float *xs = malloc(sizeof(float) * TAMIS_TIES_LANES * (size_t)n_models); \
+        /* Eight lanes of every expert's task vector (heap of the SIMD loop, \
+           first lanes only in the scalar one), 32-byte aligned. */          \
+        float *xs = aligned_alloc(32, sizeof(float) * TAMIS_TIES_LANES *         \
+                                          (size_t)n_models);                     \
         if (xs == NULL) return -1;                                               \
         int64_t i0 = 0;                                                          \
         TAMIS_TIES_BLOCKS(REG)                                                   \
-        for (int64_t i = i0; i < n;) {                                           \
-            TAMIS_TIES_SIMD_STEP(LOAD8)                                          \
+        for (int64_t i = i0; i < n; i++) {                                       \
             float b = LOAD(base + i), elected = 0.0f;                            \
             for (int k = 0; k < n_models; k++) {                                 \
                 float x = LOAD(models[k] + i) - b;                               \
@@ -373,12 +328,11 @@ TAMIS_TIES_REG(ties_reg_bf16, uint16_t, bf16_load8)
             float merged = total / (count > 1.0f ? count : 1.0f);                \
             merged = merged * s + 0.0f;                                          \
             store1(out, out_kind, i, merged * scaling + b);                      \
-            i++;                                                                 \
         }                                                                        \
         free(xs);                                                                \
         return 0;                                                                \
     }
 
-TAMIS_TIES(tamis_ties_f32, float, f32_load, f32_load8, ties_reg_f32)
-TAMIS_TIES(tamis_ties_f16, uint16_t, f16_load, f16_load8, ties_reg_f16)
-TAMIS_TIES(tamis_ties_bf16, uint16_t, bf16_load, bf16_load8, ties_reg_bf16)
+TAMIS_TIES(tamis_ties_f32, float, f32_load, ties_reg_f32)
+TAMIS_TIES(tamis_ties_f16, uint16_t, f16_load, ties_reg_f16)
+TAMIS_TIES(tamis_ties_bf16, uint16_t, bf16_load, ties_reg_bf16)
