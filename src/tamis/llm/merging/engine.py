@@ -454,7 +454,7 @@ class _Streamer:
     def presample(
         self, spec: TensorSpec, base: torch.Tensor | None, models: list[torch.Tensor]
     ) -> dict[int, Bracket] | None:
-        """The brackets of a whole tensor, drawn ahead by the reader thread.
+        """The brackets of a whole tensor, drawn ahead by the sampler thread.
 
         Drawing the sample and selecting in it takes milliseconds per tensor;
         done here it overlaps the merge of the tensors before this one instead
