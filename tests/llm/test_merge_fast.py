@@ -245,8 +245,13 @@ def test_threaded_block_engine_equals_in_memory(
         assert torch.equal(streamed[name].view(torch.uint8), tensor.view(torch.uint8))
 
 
-def test_engine_restores_torch_threads(tiny_models: dict, tmp_path: Path) -> None:
+def test_engine_restores_torch_threads_and_the_collector(
+    tiny_models: dict, tmp_path: Path
+) -> None:
+    import gc
+
     before = torch.get_num_threads()
+    frozen = gc.get_freeze_count()
     plan = MergePlan(
         method="task_arithmetic",
         base=tiny_models["base"],
@@ -257,6 +262,7 @@ def test_engine_restores_torch_threads(tiny_models: dict, tmp_path: Path) -> Non
     )
     run_merge(plan)
     assert torch.get_num_threads() == before
+    assert gc.get_freeze_count() == frozen  # the merge's freeze was undone
 
 
 def _ties_plan(
@@ -533,3 +539,31 @@ def test_engine_rejects_an_unknown_compile_value(
     params = MergeParams(scaling=1.0, weights=[1.0] * 3, densities=[0.5] * 3)
     with pytest.raises(ValueError, match="compile: got 'sometimes'"):
         run_merge(_ties_plan(tiny_models, tmp_path, params, compile="sometimes"))
+
+
+def test_whole_tensor_samples_are_drawn_once_each_by_the_sampler_thread(
+    tiny_models: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import tamis.llm.merging.engine as engine
+    from tamis.llm.merging.io import SafetensorsSource
+
+    draws: list[tuple[str, str]] = []
+    whole_sample = engine._whole_sample
+
+    def recorded(spec: TensorSpec, base: torch.Tensor, models: list) -> Callable:
+        draw = whole_sample(spec, base, models)
+
+        def sample() -> tuple[torch.Tensor, list[torch.Tensor]]:
+            draws.append((spec.name, threading.current_thread().name))
+            return draw()
+
+        return sample
+
+    monkeypatch.setattr(engine, "_whole_sample", recorded)
+    params = MergeParams(scaling=1.0, weights=[1.0] * 3, densities=[0.5] * 3)
+    run_merge(_ties_plan(tiny_models, tmp_path, params))
+    specs = SafetensorsSource(tiny_models["base"]).specs.values()
+    whole = [s.name for s in specs if s.dtype.is_floating_point]
+    # One draw per tensor, none of them on the merging thread.
+    assert sorted(name for name, _ in draws) == sorted(whole)
+    assert {thread for _, thread in draws} == {"merge-sampler"}
